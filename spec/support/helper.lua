@@ -1,0 +1,1 @@
+-- Loaded by busted before every spec file (see .busted).
