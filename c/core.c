@@ -1,0 +1,44 @@
+/* luaopen_moonwatch_core: the C core as a Lua module. */
+#include <lauxlib.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include "core.h"
+#include "loop.h"
+
+#ifndef MOONWATCH_VERSION
+#define MOONWATCH_VERSION "dev"
+#endif
+
+/* Thousands of monitors need thousands of sockets. */
+static rlim_t nofile_raise(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
+}
+
+int luaopen_moonwatch_core(lua_State *L) {
+  /* A peer closing a socket must not kill us; curl gets EPIPE instead. */
+  signal(SIGPIPE, SIG_IGN);
+  rlim_t nofile = nofile_raise();
+  lua_newtable(L);
+  loop_register(L);
+  task_register(L);
+  timer_register(L);
+  http_register(L);
+  resolver_register(L);
+  dispatch_register(L);
+  signal_register(L);
+  lua_log_register(L);
+  lua_pushliteral(L, MOONWATCH_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushinteger(L, (lua_Integer)nofile);
+  lua_setfield(L, -2, "nofile");
+  return 1;
+}

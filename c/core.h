@@ -1,0 +1,10 @@
+/* The entry point of the moonwatch.core Lua module. */
+#ifndef MW_CORE_H
+#define MW_CORE_H
+
+#include <lua.h>
+
+int luaopen_moonwatch_core(lua_State *L);
+void lua_log_register(lua_State *L);
+
+#endif

@@ -1,0 +1,354 @@
+/* The dispatcher: fixed-rate scheduling of many monitors.
+ *
+ * Each monitor has one timer (libuv keeps timers in a heap, so a tick costs
+ * O(log n) and nothing scans every monitor). The next check is due one
+ * interval after the previous one was due, not after it ended; a check still
+ * running when its next tick comes is not started twice: the tick is skipped
+ * and counted. Each check runs `monitor:check()` in a task of its own.
+ */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loop.h"
+
+#define DISPATCHER_MT "moonwatch.dispatcher"
+#define LATE_BUCKETS 2000 /* 0.05 ms each, up to 100 ms */
+#define LATE_STEP_MS 0.05
+
+typedef struct mw_dispatcher mw_dispatcher;
+
+typedef struct {
+  uv_timer_t timer;
+  mw_dispatcher *d;
+  int monitor_ref;
+  int index;
+  uint64_t interval_ms, offset_ms, due_ms;
+  mw_task *running;
+} slot;
+
+struct mw_dispatcher {
+  mw_loop *loop;
+  slot **slots;
+  int n, cap;
+  int started;
+  int spread;
+  int self_ref;
+  int on_error_ref;
+  uint64_t scheduled, run, skipped, failed, cancelled;
+  uint64_t late_count, late_over;
+  double late_max;
+  uint32_t late[LATE_BUCKETS];
+};
+
+static void slot_free(uv_handle_t *handle) {
+  free(handle->data);
+}
+
+static uint32_t name_hash(const char *s, size_t len) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (uint8_t)s[i]) * 16777619u;
+  return h;
+}
+
+static void late_record(mw_dispatcher *d, double ms) {
+  if (ms < 0)
+    ms = 0;
+  if (ms > d->late_max)
+    d->late_max = ms;
+  size_t b = (size_t)(ms / LATE_STEP_MS);
+  if (b < LATE_BUCKETS)
+    d->late[b]++;
+  else
+    d->late_over++;
+  d->late_count++;
+}
+
+static double late_quantile(const mw_dispatcher *d, double q) {
+  if (!d->late_count)
+    return 0;
+  uint64_t want = (uint64_t)(q * (double)d->late_count);
+  if (want >= d->late_count)
+    want = d->late_count - 1;
+  uint64_t seen = 0;
+  for (size_t b = 0; b < LATE_BUCKETS; b++) {
+    seen += d->late[b];
+    if (seen > want)
+      return (double)(b + 1) * LATE_STEP_MS; /* the bucket's upper edge */
+  }
+  return d->late_max;
+}
+
+/* The body of a check task: monitor:check(), looked up at each tick so a
+ * spy or stub put in place later is the one called. */
+static int check_done(lua_State *L, int status, lua_KContext ctx) {
+  (void)L;
+  (void)status;
+  (void)ctx;
+  return 0;
+}
+
+static int check_run(lua_State *L) {
+  lua_getfield(L, 1, "check");
+  lua_insert(L, 1);
+  lua_callk(L, 1, 0, 0, check_done);
+  return 0;
+}
+
+static void report_failure(mw_dispatcher *d, slot *s, mw_task *task) {
+  lua_State *L = d->loop->L;
+  lua_State *co = task->co;
+  if (d->on_error_ref == LUA_NOREF) {
+    fprintf(stderr, "moonwatch: a monitor check failed: %s\n", lua_tostring(co, -1));
+    return;
+  }
+  lua_checkstack(L, 5);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->on_error_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->monitor_ref);
+  lua_pushvalue(co, -1); /* traceback */
+  lua_pushvalue(co, -3); /* error object */
+  lua_xmove(co, L, 2);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    fprintf(stderr, "moonwatch: the dispatcher's on_error handler failed: %s\n",
+            lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+}
+
+static void slot_check_done(mw_task *task, void *data) {
+  slot *s = data;
+  s->running = NULL;
+  if (task->state == TASK_FAILED) {
+    s->d->failed++;
+    report_failure(s->d, s, task);
+  } else if (task->state == TASK_CANCELLED) {
+    s->d->cancelled++;
+  }
+}
+
+static void slot_tick(uv_timer_t *timer) {
+  slot *s = timer->data;
+  mw_dispatcher *d = s->d;
+  uint64_t now = uv_now(&d->loop->uv);
+  d->scheduled++;
+  if (s->running) {
+    d->skipped++;
+  } else {
+    late_record(d, (double)uv_hrtime() / 1e6 - (double)s->due_ms);
+    d->run++;
+    lua_State *L = d->loop->L;
+    lua_pushcfunction(L, check_run);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->monitor_ref);
+    mw_task *task = task_new(L, 1);
+    lua_pop(L, 1);
+    task->on_done = slot_check_done;
+    task->on_done_data = s;
+    s->running = task;
+    task_start(task);
+  }
+  if (!d->started) /* the check stopped the dispatcher */
+    return;
+  s->due_ms += s->interval_ms;
+  if (s->due_ms <= now) {
+    /* The loop fell a whole interval behind: skip the missed ticks rather
+     * than run them in a burst. */
+    uint64_t missed = (now - s->due_ms) / s->interval_ms + 1;
+    s->due_ms += missed * s->interval_ms;
+    d->scheduled += missed;
+    d->skipped += missed;
+  }
+  uv_timer_start(&s->timer, slot_tick, s->due_ms - now, 0);
+}
+
+static void slot_start(mw_dispatcher *d, slot *s) {
+  uint64_t now = uv_now(&d->loop->uv);
+  s->due_ms = now + (d->spread ? s->offset_ms : 0);
+  /* libuv 1.44 spins on a 0 ms timer started from a timer callback. */
+  uv_timer_start(&s->timer, slot_tick, s->due_ms > now ? s->due_ms - now : 1, 0);
+  if (s->due_ms <= now)
+    s->due_ms = now + 1;
+}
+
+static mw_dispatcher *check_dispatcher(lua_State *L) {
+  mw_dispatcher *d = luaL_checkudata(L, 1, DISPATCHER_MT);
+  if (!d->slots && d->cap < 0)
+    luaL_error(L, "dispatcher: already collected");
+  return d;
+}
+
+/* core.dispatcher{ on_error = function(monitor, traceback, err) end,
+ * spread = true } */
+static int l_new(lua_State *L) {
+  lua_settop(L, 1);
+  if (!lua_isnoneornil(L, 1))
+    luaL_checktype(L, 1, LUA_TTABLE);
+  mw_loop *loop = loop_get(L);
+  mw_dispatcher *d = lua_newuserdatauv(L, sizeof *d, 0);
+  memset(d, 0, sizeof *d);
+  d->loop = loop;
+  d->self_ref = LUA_NOREF;
+  d->on_error_ref = LUA_NOREF;
+  d->spread = 1;
+  luaL_setmetatable(L, DISPATCHER_MT);
+  if (lua_istable(L, 1)) {
+    if (lua_getfield(L, 1, "on_error") != LUA_TNIL) {
+      luaL_argexpected(L, lua_isfunction(L, -1), 1, "on_error to be a function");
+      d->on_error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+      lua_pop(L, 1);
+    }
+    if (lua_getfield(L, 1, "spread") != LUA_TNIL)
+      d->spread = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* d:add(monitor, { interval = seconds, name = "..." }) -> index */
+static int l_add(lua_State *L) {
+  mw_dispatcher *d = check_dispatcher(L);
+  luaL_checkany(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_getfield(L, 3, "name");
+  size_t name_len = 0;
+  const char *name = lua_tolstring(L, -1, &name_len);
+  lua_getfield(L, 3, "interval");
+  int isnum = 0;
+  lua_Number interval = lua_tonumberx(L, -1, &isnum);
+  if (!isnum || !(interval > 0) || interval > 86400 * 365)
+    return luaL_error(L, "dispatcher:add: monitor '%s': interval must be a number of seconds "
+                         "greater than 0, got %s",
+                      name ? name : "?", luaL_tolstring(L, -1, NULL));
+  if (d->n == d->cap) {
+    int cap = d->cap ? d->cap * 2 : 16;
+    slot **slots = realloc(d->slots, (size_t)cap * sizeof *slots);
+    if (!slots)
+      return luaL_error(L, "dispatcher:add: out of memory");
+    d->slots = slots;
+    d->cap = cap;
+  }
+  slot *s = calloc(1, sizeof *s);
+  if (!s)
+    return luaL_error(L, "dispatcher:add: out of memory");
+  s->d = d;
+  s->index = d->n + 1;
+  s->interval_ms = (uint64_t)(interval * 1000.0 + 0.5);
+  if (s->interval_ms == 0)
+    s->interval_ms = 1;
+  /* Spread first runs over the interval, the same way on every start. */
+  uint32_t h = name ? name_hash(name, name_len) : (uint32_t)s->index * 2654435761u;
+  s->offset_ms = h % s->interval_ms;
+  uv_timer_init(&d->loop->uv, &s->timer);
+  s->timer.data = s;
+  lua_pushvalue(L, 2);
+  s->monitor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  d->slots[d->n++] = s;
+  if (d->started)
+    slot_start(d, s);
+  lua_pushinteger(L, s->index);
+  return 1;
+}
+
+static int l_start(lua_State *L) {
+  mw_dispatcher *d = check_dispatcher(L);
+  if (d->started)
+    return 0;
+  d->started = 1;
+  lua_pushvalue(L, 1);
+  d->self_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* alive while its timers run */
+  for (int i = 0; i < d->n; i++)
+    slot_start(d, d->slots[i]);
+  return 0;
+}
+
+static int dispatcher_stop(lua_State *L, mw_dispatcher *d) {
+  int cancelled = 0;
+  d->started = 0;
+  for (int i = 0; i < d->n; i++) {
+    slot *s = d->slots[i];
+    uv_timer_stop(&s->timer);
+    if (s->running && task_cancel(s->running))
+      cancelled++;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, d->self_ref);
+  d->self_ref = LUA_NOREF;
+  return cancelled;
+}
+
+/* d:stop() -> number of running checks cancelled. The loop then ends by
+ * itself once nothing else is pending. */
+static int l_stop(lua_State *L) {
+  lua_pushinteger(L, dispatcher_stop(L, check_dispatcher(L)));
+  return 1;
+}
+
+static void set_int(lua_State *L, const char *key, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, key);
+}
+
+/* d:stats() -> counters, and schedule lateness in milliseconds */
+static int l_stats(lua_State *L) {
+  mw_dispatcher *d = check_dispatcher(L);
+  int running = 0;
+  for (int i = 0; i < d->n; i++)
+    running += d->slots[i]->running != NULL;
+  lua_createtable(L, 0, 9);
+  set_int(L, "monitors", (uint64_t)d->n);
+  set_int(L, "scheduled", d->scheduled);
+  set_int(L, "run", d->run);
+  set_int(L, "skipped", d->skipped);
+  set_int(L, "failed", d->failed);
+  set_int(L, "cancelled", d->cancelled);
+  set_int(L, "running", (uint64_t)running);
+  lua_createtable(L, 0, 3);
+  lua_pushnumber(L, late_quantile(d, 0.5));
+  lua_setfield(L, -2, "p50");
+  lua_pushnumber(L, late_quantile(d, 0.99));
+  lua_setfield(L, -2, "p99");
+  lua_pushnumber(L, d->late_max);
+  lua_setfield(L, -2, "max");
+  lua_setfield(L, -2, "lateness");
+  return 1;
+}
+
+static int l_gc(lua_State *L) {
+  mw_dispatcher *d = luaL_checkudata(L, 1, DISPATCHER_MT);
+  if (d->cap < 0)
+    return 0;
+  for (int i = 0; i < d->n; i++) {
+    slot *s = d->slots[i];
+    if (s->running) {
+      s->running->on_done = NULL;
+      task_cancel(s->running);
+      s->running = NULL;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, s->monitor_ref);
+    uv_close((uv_handle_t *)&s->timer, slot_free);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, d->on_error_ref);
+  free(d->slots);
+  d->slots = NULL;
+  d->n = 0;
+  d->cap = -1;
+  return 0;
+}
+
+void dispatch_register(lua_State *L) {
+  static const luaL_Reg methods[] = {{"add", l_add},
+                                     {"start", l_start},
+                                     {"stop", l_stop},
+                                     {"stats", l_stats},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, DISPATCHER_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_new);
+  lua_setfield(L, -2, "dispatcher");
+}

@@ -1,0 +1,297 @@
+/* Lua binding of the logger: core.logger{...} and core.log_levels. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
+
+#include "log.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <limits.h>
+#include <string.h>
+#include <time.h>
+
+#define LOGGER_MT "moonwatch.logger"
+#define LEVEL_HINT "(use DEBUG, INFO, WARNING, ERROR, CRITICAL)"
+
+typedef struct {
+  mw_logger *lg; /* NULL once collected */
+} lua_logger;
+
+/* Methods get the metatable as upvalue 1: comparing it is cheaper than
+ * luaL_checkudata's registry lookup on every log call. */
+static mw_logger *check_logger(lua_State *L) {
+  lua_logger *u = lua_touserdata(L, 1);
+  if (u && lua_getmetatable(L, 1)) {
+    int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ours && u->lg) {
+      return u->lg;
+    }
+  }
+  luaL_typeerror(L, 1, LOGGER_MT);
+  return NULL;
+}
+
+static int check_level(lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+  case LUA_TNUMBER: {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, idx, &isint);
+    if (!isint || n < 0 || n > INT_MAX) {
+      return luaL_error(L, "logger: level must be a non-negative integer, got %s",
+                        luaL_tolstring(L, idx, NULL));
+    }
+    return (int)n;
+  }
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    int level;
+    if (logger_parse_level(s, len, &level) < 0) {
+      return luaL_error(L, "logger: unknown level '%s' " LEVEL_HINT, s);
+    }
+    return level;
+  }
+  default:
+    return luaL_error(L, "logger: level must be a name or a number, got %s", luaL_typename(L, idx));
+  }
+}
+
+/* Strings and numbers without copying (lua_tolstring); anything else through
+ * tostring(), which is the slow path. */
+static const char *arg_text(lua_State *L, int idx, size_t *len) {
+  const char *s = lua_tolstring(L, idx, len);
+  return s ? s : luaL_tolstring(L, idx, len);
+}
+
+static void push_level_name(lua_State *L, int level) {
+  const char *name = logger_level_name(level);
+  if (name) {
+    lua_pushstring(L, name);
+  } else {
+    lua_pushfstring(L, "Level %d", level);
+  }
+}
+
+/* Returns true when written, false when filtered out, nil + message when the
+ * write failed (a failing log must not take the caller down). */
+static int log_at(lua_State *L, mw_logger *lg, int level, int arg) {
+  if (!logger_enabled(lg, level)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  size_t name_len = 4, msg_len;
+  const char *name = lua_isnoneornil(L, arg) ? "root" : arg_text(L, arg, &name_len);
+  const char *msg = arg_text(L, arg + 1, &msg_len);
+  int rc = logger_log(lg, level, name, name_len, msg, msg_len);
+  if (rc < 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "logger: write failed: %s", strerror(-rc));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_log(lua_State *L) {
+  mw_logger *lg = check_logger(L);
+  return log_at(L, lg, check_level(L, 2), 3);
+}
+
+static int l_debug(lua_State *L) {
+  return log_at(L, check_logger(L), MW_LOG_DEBUG, 2);
+}
+
+static int l_info(lua_State *L) {
+  return log_at(L, check_logger(L), MW_LOG_INFO, 2);
+}
+
+static int l_warning(lua_State *L) {
+  return log_at(L, check_logger(L), MW_LOG_WARNING, 2);
+}
+
+static int l_error(lua_State *L) {
+  return log_at(L, check_logger(L), MW_LOG_ERROR, 2);
+}
+
+static int l_critical(lua_State *L) {
+  return log_at(L, check_logger(L), MW_LOG_CRITICAL, 2);
+}
+
+static int l_enabled(lua_State *L) {
+  mw_logger *lg = check_logger(L);
+  lua_pushboolean(L, logger_enabled(lg, check_level(L, 2)));
+  return 1;
+}
+
+static int l_level(lua_State *L) {
+  mw_logger *lg = check_logger(L);
+  push_level_name(L, logger_level(lg));
+  lua_pushinteger(L, logger_level(lg));
+  return 2;
+}
+
+static int l_set_level(lua_State *L) {
+  mw_logger *lg = check_logger(L);
+  logger_set_level(lg, check_level(L, 2));
+  return 0;
+}
+
+/* lg:format(level, name, message, time?) -> the record (with its "\n") that
+ * lg:log would write; never filtered. time defaults to now. */
+static int l_format(lua_State *L) {
+  mw_logger *lg = check_logger(L);
+  int level = check_level(L, 2);
+  double t;
+  if (lua_isnoneornil(L, 5)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  } else {
+    t = (double)luaL_checknumber(L, 5);
+  }
+  size_t name_len = 4, msg_len, len;
+  const char *name = lua_isnoneornil(L, 3) ? "root" : arg_text(L, 3, &name_len);
+  const char *msg = arg_text(L, 4, &msg_len);
+  const char *rec = logger_render(lg, t, level, name, name_len, msg, msg_len, &len);
+  if (!rec) {
+    return luaL_error(L, "logger: out of memory");
+  }
+  lua_pushlstring(L, rec, len);
+  return 1;
+}
+
+static int l_gc(lua_State *L) {
+  lua_logger *u = lua_touserdata(L, 1);
+  if (u) {
+    logger_free(u->lg);
+    u->lg = NULL;
+  }
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  lua_logger *u = lua_touserdata(L, 1);
+  if (!u || !u->lg) {
+    lua_pushstring(L, LOGGER_MT " (closed)");
+    return 1;
+  }
+  push_level_name(L, logger_level(u->lg));
+  lua_pushfstring(L, LOGGER_MT " (%s, fd %d): %p", lua_tostring(L, -1), logger_fd(u->lg),
+                  (void *)u);
+  return 1;
+}
+
+static const char *const options[] = {"level", "format", "fd", "file", NULL};
+
+/* core.logger{ level = "INFO", format = <format or "json">, fd = 1 | file = path } */
+static int l_logger_new(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
+    int known = 0;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      for (int i = 0; options[i]; i++) {
+        known |= strcmp(lua_tostring(L, -2), options[i]) == 0;
+      }
+    }
+    if (!known) {
+      lua_pushvalue(L, -2); /* luaL_tolstring on the key itself would confuse lua_next */
+      return luaL_error(L, "logger: unknown option '%s' (use level, format, fd, file)",
+                        luaL_tolstring(L, -1, NULL));
+    }
+  }
+
+  int level = MW_LOG_INFO;
+  if (lua_getfield(L, 1, "level") != LUA_TNIL) {
+    level = check_level(L, 2);
+  }
+  const char *format = NULL;
+  if (lua_getfield(L, 1, "format") != LUA_TNIL) { /* index 3 */
+    if (lua_type(L, 3) != LUA_TSTRING) {
+      return luaL_error(L, "logger: format must be a string, got %s", luaL_typename(L, 3));
+    }
+    format = lua_tostring(L, 3);
+  }
+  int fd = 1;
+  int has_fd = lua_getfield(L, 1, "fd") != LUA_TNIL; /* index 4 */
+  if (has_fd) {
+    int isint = 0;
+    lua_Integer n = lua_type(L, 4) == LUA_TNUMBER ? lua_tointegerx(L, 4, &isint) : -1;
+    if (!isint || n < 0 || n > INT_MAX) {
+      return luaL_error(L, "logger: fd must be a non-negative integer, got %s",
+                        lua_type(L, 4) == LUA_TNUMBER ? luaL_tolstring(L, 4, NULL)
+                                                      : luaL_typename(L, 4));
+    }
+    fd = (int)n;
+  }
+  const char *file = NULL;
+  if (lua_getfield(L, 1, "file") != LUA_TNIL) { /* index 5 */
+    if (lua_type(L, 5) != LUA_TSTRING) {
+      return luaL_error(L, "logger: file must be a string, got %s", luaL_typename(L, 5));
+    }
+    if (has_fd) {
+      return luaL_error(L, "logger: give either fd or file, not both");
+    }
+    file = lua_tostring(L, 5);
+  }
+
+  /* The userdata exists before the logger so __gc frees it if a later step
+   * raises. */
+  lua_logger *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->lg = NULL;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setmetatable(L, -2);
+  char err[MW_LOG_ERR_SIZE];
+  u->lg = logger_new(format, level, err, sizeof err);
+  if (!u->lg) {
+    return luaL_error(L, "%s", err);
+  }
+  if (file) {
+    if (logger_open_file(u->lg, file, err, sizeof err) < 0) {
+      return luaL_error(L, "%s", err);
+    }
+  } else {
+    logger_set_fd(u->lg, fd, false);
+  }
+  return 1;
+}
+
+static const luaL_Reg logger_methods[] = {
+    {"log", l_log},         {"debug", l_debug}, {"info", l_info},
+    {"warning", l_warning}, {"error", l_error}, {"critical", l_critical},
+    {"enabled", l_enabled}, {"level", l_level}, {"set_level", l_set_level},
+    {"format", l_format},   {"__gc", l_gc},     {"__tostring", l_tostring},
+    {NULL, NULL},
+};
+
+void lua_log_register(lua_State *L) {
+  int mod = lua_gettop(L);
+  luaL_newmetatable(L, LOGGER_MT); /* also sets __name */
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, logger_methods, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcclosure(L, l_logger_new, 1);
+  lua_setfield(L, mod, "logger");
+
+  static const struct {
+    const char *name;
+    int level;
+  } levels[] = {
+      {"DEBUG", MW_LOG_DEBUG}, {"INFO", MW_LOG_INFO},         {"WARNING", MW_LOG_WARNING},
+      {"ERROR", MW_LOG_ERROR}, {"CRITICAL", MW_LOG_CRITICAL},
+  };
+  lua_createtable(L, 0, 5);
+  for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+    lua_pushinteger(L, levels[i].level);
+    lua_setfield(L, -2, levels[i].name);
+  }
+  lua_setfield(L, mod, "log_levels");
+}

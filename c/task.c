@@ -1,0 +1,302 @@
+/* Tasks: Lua coroutines resumed only by the loop.
+ *
+ * A task's userdata holds its thread in a user value and is anchored in the
+ * registry from spawn until it ends, so a waiting coroutine is never
+ * collected. The running task is loop->current; a waiting core call checks
+ * that it runs on that task's own thread, which rejects the main thread and
+ * coroutines nested inside a task without any per-thread bookkeeping.
+ */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "loop.h"
+
+#define TASK_MT "moonwatch.task"
+
+static const char *const state_names[] = {"ready", "running", "waiting",
+                                          "done",  "failed",  "cancelled"};
+
+int task_is_final(const mw_task *task) {
+  return task->state >= TASK_DONE;
+}
+
+static void ready_remove(mw_task *task) {
+  mw_loop *loop = task->loop;
+  if (task->ready_prev)
+    task->ready_prev->ready_next = task->ready_next;
+  else
+    loop->ready_head = task->ready_next;
+  if (task->ready_next)
+    task->ready_next->ready_prev = task->ready_prev;
+  else
+    loop->ready_tail = task->ready_prev;
+  task->ready_prev = task->ready_next = NULL;
+}
+
+static void ready_process(uv_idle_t *idle) {
+  mw_loop *loop = idle->data;
+  /* Only the tasks queued before this turn run now, so a task that keeps
+   * yielding cannot starve I/O. */
+  int budget = 0;
+  for (mw_task *t = loop->ready_head; t; t = t->ready_next)
+    budget++;
+  while (budget-- > 0 && loop->ready_head) {
+    mw_task *task = loop->ready_head;
+    ready_remove(task);
+    task_resume(task, task->nargs);
+  }
+  if (!loop->ready_head)
+    uv_idle_stop(&loop->ready_idle);
+}
+
+static void ready_push(mw_task *task) {
+  mw_loop *loop = task->loop;
+  task->state = TASK_READY;
+  task->ready_next = NULL;
+  task->ready_prev = loop->ready_tail;
+  if (loop->ready_tail)
+    loop->ready_tail->ready_next = task;
+  else
+    loop->ready_head = task;
+  loop->ready_tail = task;
+  if (!uv_is_active((uv_handle_t *)&loop->ready_idle))
+    uv_idle_start(&loop->ready_idle, ready_process);
+}
+
+void task_queue_init(mw_loop *loop) {
+  uv_idle_init(&loop->uv, &loop->ready_idle);
+  loop->ready_idle.data = loop;
+}
+
+static void task_finish(mw_task *task, mw_task_state state) {
+  mw_loop *loop = task->loop;
+  task->state = state;
+  task->wait_cancel = NULL;
+  task->wait_data = NULL;
+  loop->tasks_alive--;
+  if (task->on_done) {
+    mw_task_done_fn done = task->on_done;
+    task->on_done = NULL;
+    done(task, task->on_done_data);
+  }
+  luaL_unref(loop->L, LUA_REGISTRYINDEX, task->self_ref);
+  task->self_ref = LUA_NOREF;
+}
+
+mw_task *task_new(lua_State *L, int nargs) {
+  mw_loop *loop = loop_get(L);
+  int fn = lua_absindex(L, -(nargs + 1));
+  lua_State *co = lua_newthread(L);
+  mw_task *task = lua_newuserdatauv(L, sizeof *task, 1);
+  memset(task, 0, sizeof *task);
+  task->loop = loop;
+  task->co = co;
+  task->results_ref = LUA_NOREF;
+  task->state = TASK_READY;
+  luaL_setmetatable(L, TASK_MT);
+  lua_rotate(L, -2, 1); /* ... fn args task thread */
+  lua_setiuservalue(L, -2, 1);
+  lua_rotate(L, fn, 1); /* task fn args */
+  lua_xmove(L, co, nargs + 1);
+  lua_pushvalue(L, -1);
+  task->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  task->nargs = nargs;
+  loop->tasks_alive++;
+  return task;
+}
+
+void task_start(mw_task *task) {
+  task_resume(task, task->nargs);
+}
+
+mw_task *task_spawn(lua_State *L, int nargs, int start_now) {
+  mw_task *task = task_new(L, nargs);
+  if (start_now)
+    task_start(task);
+  else
+    ready_push(task);
+  return task;
+}
+
+void task_resume(mw_task *task, int nargs) {
+  mw_loop *loop = task->loop;
+  mw_task *outer = loop->current;
+  int nres = 0;
+  task->state = TASK_RUNNING;
+  task->wait_cancel = NULL;
+  task->wait_data = NULL;
+  loop->current = task;
+  int status = lua_resume(task->co, NULL, nargs, &nres);
+  loop->current = outer;
+  if (status == LUA_YIELD) {
+    lua_pop(task->co, nres);
+    if (task->state == TASK_RUNNING) {
+      /* A plain coroutine.yield() inside a task: let others run first. */
+      task->nargs = 0;
+      ready_push(task);
+    } else if (task->cancel_requested) {
+      task_cancel(task);
+    }
+    return;
+  }
+  if (status == LUA_OK) {
+    task->nresults = nres;
+    task_finish(task, TASK_DONE);
+    return;
+  }
+  /* Keep the error object as raised (busted's assertion errors are tables)
+   * and a traceback string next to it. */
+  int top = lua_gettop(task->co);
+  const char *msg = lua_tostring(task->co, -1);
+  if (!msg)
+    msg = luaL_tolstring(task->co, -1, NULL);
+  luaL_traceback(task->co, task->co, msg, 0);
+  if (lua_gettop(task->co) == top + 2)
+    lua_remove(task->co, -2); /* the luaL_tolstring copy */
+  task->nresults = 2; /* error object, traceback */
+  task_finish(task, TASK_FAILED);
+}
+
+int task_cancel(mw_task *task) {
+  switch (task->state) {
+  case TASK_READY:
+    ready_remove(task);
+    lua_settop(task->co, 0);
+    break;
+  case TASK_WAITING:
+    if (task->wait_cancel)
+      task->wait_cancel(task->wait_data);
+    /* Run pending to-be-closed variables, as coroutine.close does. */
+    if (!task->loop->closed)
+      lua_resetthread(task->co);
+    break;
+  case TASK_RUNNING:
+    /* It cancels itself (e.g. a check stopping the dispatcher): honour it at
+     * its next wait. */
+    task->cancel_requested = 1;
+    return 1;
+  default:
+    return 0;
+  }
+  task->nresults = 0;
+  task_finish(task, TASK_CANCELLED);
+  return 1;
+}
+
+mw_task *task_check_current(lua_State *L, const char *what) {
+  mw_loop *loop = loop_get(L);
+  mw_task *task = loop->current;
+  if (!task || task->co != L)
+    luaL_error(L, "%s must be called from a task (use core.spawn or core.run), "
+                  "not from the main thread or a coroutine of your own",
+               what);
+  if (task->cancel_requested)
+    luaL_error(L, "%s: the task was cancelled", what);
+  return task;
+}
+
+void task_wait(mw_task *task, mw_wait_cancel_fn cancel, void *data) {
+  task->state = TASK_WAITING;
+  task->wait_cancel = cancel;
+  task->wait_data = data;
+}
+
+/* Lua API */
+
+static mw_task *check_task(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, TASK_MT);
+}
+
+/* core.spawn(fn, ...) -> task */
+static int l_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  task_spawn(L, lua_gettop(L) - 1, 0);
+  return 1;
+}
+
+/* core.current() -> task | nil */
+static int l_current(lua_State *L) {
+  mw_loop *loop = loop_get(L);
+  if (!loop->current || loop->current->co != L || loop->current->self_ref == LUA_NOREF)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->current->self_ref);
+  return 1;
+}
+
+/* Pushes the results of a final task: true, ... | false, message, error. */
+int task_push_result(lua_State *L, mw_task *task) {
+  switch (task->state) {
+  case TASK_DONE:
+    lua_pushboolean(L, 1);
+    luaL_checkstack(L, task->nresults, "too many task results");
+    luaL_checkstack(task->co, task->nresults, "too many task results");
+    for (int i = task->nresults; i >= 1; i--)
+      lua_pushvalue(task->co, -i);
+    lua_xmove(task->co, L, task->nresults);
+    return 1 + task->nresults;
+  case TASK_FAILED:
+    lua_pushboolean(L, 0);
+    lua_pushvalue(task->co, -1); /* traceback */
+    lua_pushvalue(task->co, -3); /* error object */
+    lua_xmove(task->co, L, 2);
+    return 3;
+  case TASK_CANCELLED:
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "cancelled");
+    return 2;
+  default:
+    return luaL_error(L, "task:result(): the task has not ended (it is %s)",
+                      state_names[task->state]);
+  }
+}
+
+static int l_task_result(lua_State *L) {
+  return task_push_result(L, check_task(L, 1));
+}
+
+static int l_task_status(lua_State *L) {
+  lua_pushstring(L, state_names[check_task(L, 1)->state]);
+  return 1;
+}
+
+static int l_task_cancel(lua_State *L) {
+  lua_pushboolean(L, task_cancel(check_task(L, 1)));
+  return 1;
+}
+
+static int l_task_tostring(lua_State *L) {
+  mw_task *task = check_task(L, 1);
+  lua_pushfstring(L, "moonwatch.task (%s): %p", state_names[task->state], (void *)task);
+  return 1;
+}
+
+/* A task that is still anchored cannot be collected, so only ended tasks and
+ * tasks of a closing state reach here. */
+static int l_task_gc(lua_State *L) {
+  mw_task *task = check_task(L, 1);
+  if (!task_is_final(task)) {
+    task->on_done = NULL;
+    task_cancel(task);
+  }
+  return 0;
+}
+
+void task_register(lua_State *L) {
+  static const luaL_Reg methods[] = {{"result", l_task_result},
+                                     {"status", l_task_status},
+                                     {"cancel", l_task_cancel},
+                                     {NULL, NULL}};
+  if (luaL_newmetatable(L, TASK_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_task_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_task_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_spawn);
+  lua_setfield(L, -2, "spawn");
+  lua_pushcfunction(L, l_current);
+  lua_setfield(L, -2, "current");
+}

@@ -1,0 +1,631 @@
+/* Unit tests for the logger (cmocka). Times are fixed and TZ=UTC unless a
+ * test says otherwise. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mkdtemp, usleep, F_SETPIPE_SZ */
+#endif
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define T0 1596906402.033 /* 2020-08-08 17:06:42.033 UTC */
+
+static char out[1 << 20];
+
+static void use_tz(const char *tz) {
+  setenv("TZ", tz, 1);
+  tzset();
+}
+
+static mw_logger *new_logger(const char *format) {
+  char err[MW_LOG_ERR_SIZE] = "";
+  mw_logger *lg = logger_new(format, MW_LOG_DEBUG, err, sizeof err);
+  if (!lg) {
+    fail_msg("logger_new(%s): %s", format ? format : "NULL", err);
+  }
+  return lg;
+}
+
+/* Formats one record into `out`; returns it. */
+static const char *fmt_rec(mw_logger *lg, double t, int level, const char *name, const char *msg) {
+  size_t n = logger_format(lg, out, sizeof out, t, level, name, strlen(name), msg, strlen(msg));
+  assert_true(n < sizeof out);
+  assert_int_equal(strlen(out), n);
+  return out;
+}
+
+/* Formats with a one-off format string. */
+static void check_format(const char *format, double t, int level, const char *name, const char *msg,
+                         const char *want) {
+  mw_logger *lg = new_logger(format);
+  assert_string_equal(fmt_rec(lg, t, level, name, msg), want);
+  logger_free(lg);
+}
+
+static void check_error(const char *format, const char *want) {
+  char err[MW_LOG_ERR_SIZE] = "";
+  mw_logger *lg = logger_new(format, MW_LOG_INFO, err, sizeof err);
+  if (lg) {
+    logger_free(lg);
+    fail_msg("format '%s' compiled, expected: %s", format, want);
+  }
+  assert_string_equal(err, want);
+}
+
+static int valid_utf8(const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i];
+    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : 4;
+    if (c >= 0xF5 || (c >= 0x80 && c < 0xC2) || i + len > n) {
+      return 0;
+    }
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) {
+        return 0;
+      }
+    }
+    if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F) ||
+        (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F)) {
+      return 0;
+    }
+    i += len;
+  }
+  return 1;
+}
+
+/* ---- text format ---- */
+
+static void test_default_format(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger(NULL);
+  assert_string_equal(
+      fmt_rec(lg, T0, MW_LOG_INFO, "HttpMonitor", "Check\n    GET http://example.com"),
+      "[2020-08-08 17:06:42,033] [INFO] [HttpMonitor]: Check\n"
+      "    GET http://example.com\n");
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_WARNING, "x", ""),
+                      "[2020-08-08 17:06:42,033] [WARNING] [x]: \n");
+  logger_free(lg);
+  /* the explicit default string compiles to the same thing */
+  check_format(MW_LOG_DEFAULT_FORMAT, T0, MW_LOG_ERROR, "n", "m",
+               "[2020-08-08 17:06:42,033] [ERROR] [n]: m\n");
+}
+
+static void test_every_key(void **state) {
+  (void)state;
+  char want[256];
+  snprintf(want, sizeof want,
+           "2020-08-08 17:06:42,033|INFO|20|HttpMonitor|hello|1596906402.033000|33|033|%d|%%\n",
+           (int)getpid());
+  check_format("%(asctime)s|%(levelname)s|%(levelno)d|%(name)s|%(message)s|%(created)f|"
+               "%(msecs)d|%(msecs)03d|%(process)d|%%",
+               T0, MW_LOG_INFO, "HttpMonitor", "hello", want);
+  /* Python's renderings of numbers through other conversions */
+  check_format("%(levelno)s %(levelno)i %(created)s %(msecs)s %(created)d %(msecs)f", T0,
+               MW_LOG_ERROR, "n", "m", "40 40 1596906402.033 33.0 1596906402 33.000000\n");
+  check_format("%(created).3f %(created).0f %(created).1f %(created).9f", 1596906402.9996,
+               MW_LOG_INFO, "n", "m",
+               "1596906403.000 1596906403 1596906403.0 1596906402.999600000\n");
+  check_format("%(created)s", 1596906402.0, MW_LOG_INFO, "n", "m", "1596906402.0\n");
+  check_format("%(levelname)s %(levelno)d", T0, 25, "n", "m", "Level 25 25\n");
+  check_format("no keys at all", T0, MW_LOG_INFO, "n", "m", "no keys at all\n");
+  check_format("", T0, MW_LOG_INFO, "n", "m", "\n");
+  /* Python's length modifiers are accepted and ignored */
+  check_format("%(levelno)ld", T0, MW_LOG_INFO, "n", "m", "20\n");
+}
+
+static void test_width_and_flags(void **state) {
+  (void)state;
+  check_format("%(levelname)-8s|%(levelname)8s|%(levelname)s", T0, MW_LOG_INFO, "n", "m",
+               "INFO    |    INFO|INFO\n");
+  check_format("%(levelno)05d|%(levelno)-5d|%(levelno)5d|%(levelno).3d|%(levelno)-05d|", T0,
+               MW_LOG_INFO, "n", "m", "00020|20   |   20|020|20   |\n");
+  check_format("%(msecs)03d %(msecs)3d %(msecs)d", 1596906402.005, MW_LOG_INFO, "n", "m",
+               "005   5 5\n");
+  check_format("[%(name).3s] [%(name)-6.2s] [%(name)05s]", T0, MW_LOG_INFO, "HttpMonitor", "m",
+               "[Htt] [Ht    ] [HttpMonitor]\n");
+  /* width and precision count characters, not bytes */
+  check_format("[%(name)-4s] [%(name).2s]", T0, MW_LOG_INFO, "\xc3\xa9t\xc3\xa9", "m",
+               "[\xc3\xa9t\xc3\xa9 ] [\xc3\xa9t]\n");
+  check_format("%(created)20.2f|%(created)-14.1f|%(created)014.1f", T0, MW_LOG_INFO, "n", "m",
+               "       1596906402.03|1596906402.0  |001596906402.0\n");
+  check_format("%(asctime)30s|%(message)-4s|", T0, MW_LOG_INFO, "n", "m",
+               "       2020-08-08 17:06:42,033|m   |\n");
+}
+
+static void test_percent(void **state) {
+  (void)state;
+  check_format("100%% %(message)s %%%%", T0, MW_LOG_INFO, "n", "done", "100% done %%\n");
+  check_format("%%(message)s", T0, MW_LOG_INFO, "n", "m", "%(message)s\n");
+}
+
+static void test_format_errors(void **state) {
+  (void)state;
+  check_error("abc%(foo)s", "log.format: unknown key 'foo' in %(foo)s at position 3");
+  check_error("%()s", "log.format: unknown key '' in %()s at position 0");
+  check_error("[%(asctime)s] %(levelname",
+              "log.format: unterminated key in %(levelname at position 14");
+  check_error("x %", "log.format: lone '%' at end of format at position 2 (use %% for a '%')");
+  check_error("%s", "log.format: expected '(' after '%' in %s at position 0 (use %(key)s)");
+  check_error("a %d b", "log.format: expected '(' after '%' in %d at position 2 (use %(key)s)");
+  check_error("%(message)x", "log.format: unsupported conversion 'x' in %(message)x at position 0 "
+                             "(use s, d or f)");
+  check_error("%(message)r", "log.format: unsupported conversion 'r' in %(message)r at position 0 "
+                             "(use s, d or f)");
+  check_error("%(message)-8", "log.format: missing conversion type in %(message)-8 at position 0");
+  check_error("%(levelname)d",
+              "log.format: key 'levelname' is text, use %(levelname)s not %(levelname)d at "
+              "position 0");
+  check_error("%(asctime)f",
+              "log.format: key 'asctime' is text, use %(asctime)s not %(asctime)f at "
+              "position 0");
+  check_error("%(levelno)+d", "log.format: unsupported flag '+' in %(levelno)+ at position 0");
+  check_error("%(levelno)*d", "log.format: unsupported conversion '*' in %(levelno)* at position 0 "
+                              "(use s, d or f)");
+  check_error("%(name)5000s", "log.format: width over 1000 in %(name)5000 at position 0");
+  check_error("%(name).5000s", "log.format: precision over 1000 in %(name).5000 at position 0");
+  /* a NULL or zero-size err buffer is fine */
+  assert_null(logger_new("%(foo)s", MW_LOG_INFO, NULL, 0));
+}
+
+/* ---- JSON ---- */
+
+static void test_json(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger(MW_LOG_JSON);
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_INFO, "HttpMonitor", "Check\n    GET http://x/"),
+                      "{\"time\":\"2020-08-08T17:06:42.033+00:00\",\"level\":\"INFO\","
+                      "\"logger\":\"HttpMonitor\",\"message\":\"Check\\n    GET http://x/\"}\n");
+  assert_string_equal(fmt_rec(lg, T0, 5, "n", "m"),
+                      "{\"time\":\"2020-08-08T17:06:42.033+00:00\",\"level\":\"Level 5\","
+                      "\"logger\":\"n\",\"message\":\"m\"}\n");
+  logger_free(lg);
+
+  /* the offset follows the local zone (CEST in August) */
+  use_tz("CET-1CEST,M3.5.0,M10.5.0/3");
+  lg = new_logger(MW_LOG_JSON);
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_ERROR, "n", "m"),
+                      "{\"time\":\"2020-08-08T19:06:42.033+02:00\",\"level\":\"ERROR\","
+                      "\"logger\":\"n\",\"message\":\"m\"}\n");
+  assert_string_equal(fmt_rec(lg, T0 - 100 * 86400, MW_LOG_ERROR, "n", "m"),
+                      "{\"time\":\"2020-04-30T19:06:42.033+02:00\",\"level\":\"ERROR\","
+                      "\"logger\":\"n\",\"message\":\"m\"}\n");
+  assert_string_equal(fmt_rec(lg, T0 + 100 * 86400, MW_LOG_ERROR, "n", "m"),
+                      "{\"time\":\"2020-11-16T18:06:42.033+01:00\",\"level\":\"ERROR\","
+                      "\"logger\":\"n\",\"message\":\"m\"}\n");
+  logger_free(lg);
+  use_tz("UTC");
+}
+
+static void check_json_message(const char *msg, size_t len, const char *want_message) {
+  mw_logger *lg = new_logger(MW_LOG_JSON);
+  size_t n = logger_format(lg, out, sizeof out, T0, MW_LOG_INFO, "n", 1, msg, len);
+  char want[1024];
+  snprintf(want, sizeof want,
+           "{\"time\":\"2020-08-08T17:06:42.033+00:00\",\"level\":\"INFO\",\"logger\":\"n\","
+           "\"message\":\"%s\"}\n",
+           want_message);
+  assert_string_equal(out, want);
+  assert_true(valid_utf8((const unsigned char *)out, n));
+  logger_free(lg);
+}
+
+#define JSON_MSG(lit, want) check_json_message(lit, sizeof lit - 1, want)
+
+static void test_json_escaping(void **state) {
+  (void)state;
+  JSON_MSG("say \"hi\" \\o/", "say \\\"hi\\\" \\\\o/");
+  JSON_MSG("a\nb\tc\rd", "a\\nb\\tc\\rd");
+  JSON_MSG("\x01\x08\x0c\x1f\x7f", "\\u0001\\u0008\\u000c\\u001f\x7f");
+  JSON_MSG("nul\0byte", "nul\\u0000byte");
+  /* valid UTF-8 passes through untouched */
+  JSON_MSG("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
+           "\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf");
+  /* invalid bytes: each becomes U+FFFD */
+  JSON_MSG("a\xff"
+           "b",
+           "a\xef\xbf\xbd"
+           "b");
+  JSON_MSG("\xe2\x82", "\xef\xbf\xbd\xef\xbf\xbd");                                 /* truncated */
+  JSON_MSG("\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd");                                 /* overlong */
+  JSON_MSG("\xe0\x80\xaf", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");                 /* overlong */
+  JSON_MSG("\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");                 /* surrogate */
+  JSON_MSG("\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* > U+10FFFF */
+  JSON_MSG("\x80x", "\xef\xbf\xbdx"); /* stray continuation byte */
+
+  /* the logger name is escaped too */
+  mw_logger *lg = new_logger(MW_LOG_JSON);
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_INFO, "a\"b\xff", "m"),
+                      "{\"time\":\"2020-08-08T17:06:42.033+00:00\",\"level\":\"INFO\","
+                      "\"logger\":\"a\\\"b\xef\xbf\xbd\",\"message\":\"m\"}\n");
+  logger_free(lg);
+
+  /* every single byte value yields valid UTF-8 */
+  lg = new_logger(MW_LOG_JSON);
+  char all[256];
+  for (int i = 0; i < 256; i++) {
+    all[i] = (char)i;
+  }
+  size_t n = logger_format(lg, out, sizeof out, T0, MW_LOG_INFO, "n", 1, all, sizeof all);
+  assert_true(valid_utf8((const unsigned char *)out, n));
+  logger_free(lg);
+}
+
+/* ---- size limits and buffers ---- */
+
+static void test_truncation(void **state) {
+  (void)state;
+  size_t big = 100 * 1024;
+  char *msg = malloc(big);
+  assert_non_null(msg);
+  memset(msg, 'a', big);
+
+  const char *prefix = "[2020-08-08 17:06:42,033] [INFO] [n]: ";
+  mw_logger *lg = new_logger(NULL);
+  size_t len;
+  const char *rec = logger_render(lg, T0, MW_LOG_INFO, "n", 1, msg, big, &len);
+  assert_non_null(rec);
+  size_t plen = strlen(prefix);
+  size_t mark = strlen(MW_LOG_TRUNCATED);
+  assert_int_equal(len, plen + MW_LOG_MSG_MAX + mark + 1);
+  assert_memory_equal(rec, prefix, plen);
+  assert_memory_equal(rec + plen, msg, MW_LOG_MSG_MAX);
+  assert_memory_equal(rec + plen + MW_LOG_MSG_MAX, "\xe2\x80\xa6[truncated]\n", mark + 1);
+
+  /* exactly at the cap: no marker */
+  rec = logger_render(lg, T0, MW_LOG_INFO, "n", 1, msg, MW_LOG_MSG_MAX, &len);
+  assert_int_equal(len, plen + MW_LOG_MSG_MAX + 1);
+
+  /* the cut never splits a UTF-8 character */
+  msg[0] = 'x';
+  for (size_t i = 1; i + 1 < big; i += 2) {
+    memcpy(msg + i, "\xc3\xa9", 2);
+  }
+  rec = logger_render(lg, T0, MW_LOG_INFO, "n", 1, msg, big - 1, &len);
+  assert_int_equal(len, plen + MW_LOG_MSG_MAX - 1 + mark + 1);
+  assert_true(valid_utf8((const unsigned char *)rec, len));
+  logger_free(lg);
+
+  /* JSON: the marker goes inside the string */
+  lg = new_logger(MW_LOG_JSON);
+  rec = logger_render(lg, T0, MW_LOG_INFO, "n", 1, msg, big - 1, &len);
+  assert_true(valid_utf8((const unsigned char *)rec, len));
+  assert_true(len > 17);
+  assert_memory_equal(rec + len - 17, "\xe2\x80\xa6[truncated]\"}\n", 17);
+  logger_free(lg);
+
+  /* a precision short enough cuts without a marker */
+  lg = new_logger("%(message).5s");
+  rec = logger_render(lg, T0, MW_LOG_INFO, "n", 1, msg, big - 1, &len);
+  assert_int_equal(len, 10); /* "x" + 4 x 2-byte chars + "\n" */
+  logger_free(lg);
+  free(msg);
+}
+
+static void test_small_buffer(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger(NULL);
+  const char *want = "[2020-08-08 17:06:42,033] [INFO] [n]: hello\n";
+  size_t full = strlen(want);
+  assert_int_equal(logger_format(lg, NULL, 0, T0, MW_LOG_INFO, "n", 1, "hello", 5), full);
+  char small[11];
+  memset(small, '#', sizeof small);
+  assert_int_equal(logger_format(lg, small, 10, T0, MW_LOG_INFO, "n", 1, "hello", 5), full);
+  assert_memory_equal(small, want, 10);
+  assert_int_equal(small[10], '#'); /* nothing past cap */
+  /* NULL name/message with zero length */
+  assert_int_equal(logger_format(lg, out, sizeof out, T0, MW_LOG_INFO, NULL, 0, NULL, 0),
+                   strlen("[2020-08-08 17:06:42,033] [INFO] []: \n"));
+  logger_free(lg);
+}
+
+/* ---- levels ---- */
+
+static int parse(const char *s) {
+  int level = -12345;
+  return logger_parse_level(s, strlen(s), &level) == 0 ? level : -1;
+}
+
+static void test_levels(void **state) {
+  (void)state;
+  assert_int_equal(parse("DEBUG"), 10);
+  assert_int_equal(parse("info"), 20);
+  assert_int_equal(parse("Warning"), 30);
+  assert_int_equal(parse("WARN"), 30);
+  assert_int_equal(parse("warn"), 30);
+  assert_int_equal(parse("ERROR"), 40);
+  assert_int_equal(parse("critical"), 50);
+  assert_int_equal(parse("FATAL"), 50);
+  assert_int_equal(parse("25"), 25);
+  assert_int_equal(parse("0"), 0);
+  assert_int_equal(parse("LOUD"), -1);
+  assert_int_equal(parse(""), -1);
+  assert_int_equal(parse("WARNINGS"), -1);
+  assert_int_equal(parse("WAR"), -1);
+  assert_int_equal(parse("-1"), -1);
+  assert_int_equal(parse("1234567890"), -1);
+  assert_int_equal(parse("20x"), -1);
+  int level = 0;
+  assert_int_equal(logger_parse_level("INFOx", 4, &level), 0); /* length-bounded */
+  assert_int_equal(level, 20);
+
+  assert_string_equal(logger_level_name(MW_LOG_CRITICAL), "CRITICAL");
+  assert_string_equal(logger_level_name(MW_LOG_WARNING), "WARNING");
+  assert_null(logger_level_name(25));
+
+  mw_logger *lg = logger_new(NULL, MW_LOG_WARNING, NULL, 0);
+  assert_non_null(lg);
+  assert_int_equal(logger_level(lg), MW_LOG_WARNING);
+  assert_false(logger_enabled(lg, MW_LOG_INFO));
+  assert_true(logger_enabled(lg, MW_LOG_WARNING));
+  assert_true(logger_enabled(lg, MW_LOG_ERROR));
+  logger_set_level(lg, MW_LOG_DEBUG);
+  assert_true(logger_enabled(lg, MW_LOG_DEBUG));
+  assert_false(logger_enabled(lg, 5));
+  logger_free(lg);
+}
+
+/* ---- time ---- */
+
+static void test_second_cache(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger("%(asctime)s %(created)f");
+  assert_string_equal(fmt_rec(lg, 1596906402.999, 20, "n", "m"),
+                      "2020-08-08 17:06:42,999 1596906402.999000\n");
+  assert_string_equal(fmt_rec(lg, 1596906403.0, 20, "n", "m"),
+                      "2020-08-08 17:06:43,000 1596906403.000000\n");
+  /* back in time (clock step): the cache must notice */
+  assert_string_equal(fmt_rec(lg, 1596906402.5, 20, "n", "m"),
+                      "2020-08-08 17:06:42,500 1596906402.500000\n");
+  /* a minute and a day boundary */
+  assert_string_equal(fmt_rec(lg, 1596906420.0, 20, "n", "m"),
+                      "2020-08-08 17:07:00,000 1596906420.000000\n");
+  assert_string_equal(fmt_rec(lg, 1596931200.25, 20, "n", "m"),
+                      "2020-08-09 00:00:00,250 1596931200.250000\n");
+  /* milliseconds truncate (Python 3.13's msecs) after rounding to the
+   * microsecond, which absorbs the binary representation error... */
+  assert_string_equal(fmt_rec(lg, 1596906402.9995, 20, "n", "m"),
+                      "2020-08-08 17:06:42,999 1596906402.999500\n");
+  /* ...and carries into the next second instead of printing ",1000" */
+  assert_string_equal(fmt_rec(lg, 1596906402.9999996, 20, "n", "m"),
+                      "2020-08-08 17:06:43,000 1596906403.000000\n");
+  assert_string_equal(fmt_rec(lg, 1596906402.0 + (1.0 - 0x1p-22), 20, "n", "m"),
+                      "2020-08-08 17:06:43,000 1596906403.000000\n");
+  /* every millisecond value round-trips, and no fraction shows ",1000" */
+  for (int ms = 0; ms < 1000; ms++) {
+    char want[64];
+    snprintf(want, sizeof want, "2020-08-08 17:06:42,%03d 1596906402.%03d000\n", ms, ms);
+    assert_string_equal(fmt_rec(lg, 1596906402.0 + ms / 1000.0, 20, "n", "m"), want);
+  }
+  for (int i = 0; i < 100000; i++) {
+    double t = 1596906402.0 + i / 100000.0 + 1e-7 * (i % 17);
+    fmt_rec(lg, t, 20, "n", "m");
+    assert_null(strstr(out, ",1000"));
+    assert_int_equal(strlen(out), 42);
+  }
+  logger_free(lg);
+
+  /* local time follows TZ */
+  use_tz("CET-1CEST,M3.5.0,M10.5.0/3");
+  check_format(NULL, T0, MW_LOG_INFO, "n", "m", "[2020-08-08 19:06:42,033] [INFO] [n]: m\n");
+  use_tz("UTC");
+}
+
+/* ---- output ---- */
+
+static void test_write_seqpacket(void **state) {
+  (void)state;
+  /* SOCK_SEQPACKET keeps write(2) boundaries: each recv is exactly one write */
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+  mw_logger *lg = new_logger("%(levelname)s %(name)s: %(message)s");
+  logger_set_fd(lg, sv[0], true);
+  assert_int_equal(logger_fd(lg), sv[0]);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "a", 1, "one", 3), 0);
+  assert_int_equal(logger_log(lg, MW_LOG_WARNING, "b", 1, "two\nlines", 9), 0);
+  logger_set_level(lg, MW_LOG_ERROR);
+  assert_int_equal(logger_log(lg, MW_LOG_WARNING, "c", 1, "filtered", 8), 0);
+  assert_int_equal(logger_log(lg, MW_LOG_CRITICAL, "d", 1, "three", 5), 0);
+  logger_free(lg); /* closes sv[0]: the reader then sees EOF */
+
+  const char *want[] = {"INFO a: one\n", "WARNING b: two\nlines\n", "CRITICAL d: three\n"};
+  char buf[256];
+  for (int i = 0; i < 3; i++) {
+    ssize_t n = recv(sv[1], buf, sizeof buf, 0);
+    assert_int_equal(n, strlen(want[i]));
+    assert_memory_equal(buf, want[i], (size_t)n);
+  }
+  assert_int_equal(recv(sv[1], buf, sizeof buf, 0), 0);
+  close(sv[1]);
+}
+
+static size_t read_all(int fd, char *buf, size_t cap) {
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    assert_true(n >= 0);
+    if (n == 0) {
+      return len;
+    }
+    len += (size_t)n;
+    assert_true(len < cap);
+  }
+}
+
+static void test_write_pipe_concurrent(void **state) {
+  (void)state;
+  /* several processes share one pipe; one write per record keeps lines whole */
+  enum { WRITERS = 4, RECORDS = 500 };
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  for (int w = 0; w < WRITERS; w++) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      close(p[0]);
+      mw_logger *lg = logger_new("%(name)s %(message)s", MW_LOG_INFO, NULL, 0);
+      char name[8], msg[200];
+      snprintf(name, sizeof name, "w%d", w);
+      memset(msg, 'a' + w, sizeof msg);
+      logger_set_fd(lg, p[1], true);
+      int rc = 0;
+      for (int i = 0; i < RECORDS && rc == 0; i++) {
+        rc = logger_log(lg, MW_LOG_INFO, name, strlen(name), msg, sizeof msg);
+      }
+      logger_free(lg);
+      _exit(rc == 0 ? 0 : 1);
+    }
+  }
+  close(p[1]);
+  size_t len = read_all(p[0], out, sizeof out);
+  close(p[0]);
+  int counts[WRITERS] = {0};
+  size_t rec_len = 3 + 200 + 1;
+  assert_int_equal(len, (size_t)WRITERS * RECORDS * rec_len);
+  for (size_t off = 0; off < len; off += rec_len) {
+    const char *r = out + off;
+    assert_int_equal(r[0], 'w');
+    int w = r[1] - '0';
+    assert_true(w >= 0 && w < WRITERS);
+    assert_int_equal(r[2], ' ');
+    for (size_t i = 3; i < rec_len - 1; i++) {
+      assert_int_equal(r[i], 'a' + w);
+    }
+    assert_int_equal(r[rec_len - 1], '\n');
+    counts[w]++;
+  }
+  for (int w = 0; w < WRITERS; w++) {
+    int status;
+    assert_true(wait(&status) > 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(counts[w], RECORDS);
+  }
+}
+
+static void test_write_nonblocking_pipe(void **state) {
+  (void)state;
+  /* a record far larger than the pipe on a non-blocking fd: EAGAIN and partial
+   * writes are retried until the slow reader has it all */
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+#ifdef F_SETPIPE_SZ
+  fcntl(p[1], F_SETPIPE_SZ, 4096);
+#endif
+  assert_int_equal(fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK), 0);
+  enum { SIZE = 60000, COUNT = 5 };
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(p[0]);
+    mw_logger *lg = logger_new("%(message)s", MW_LOG_INFO, NULL, 0);
+    logger_set_fd(lg, p[1], true);
+    static char msg[SIZE];
+    int rc = 0;
+    for (int i = 0; i < COUNT && rc == 0; i++) {
+      memset(msg, 'a' + i, sizeof msg);
+      rc = logger_log(lg, MW_LOG_INFO, "n", 1, msg, sizeof msg);
+    }
+    logger_free(lg);
+    _exit(rc == 0 ? 0 : 1);
+  }
+  close(p[1]);
+  usleep(50000); /* let the writer hit EAGAIN */
+  size_t len = read_all(p[0], out, sizeof out);
+  close(p[0]);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(len, (size_t)COUNT * (SIZE + 1));
+  for (int i = 0; i < COUNT; i++) {
+    const char *r = out + (size_t)i * (SIZE + 1);
+    for (size_t k = 0; k < SIZE; k++) {
+      if (r[k] != 'a' + i) {
+        fail_msg("record %d byte %zu is %d", i, k, r[k]);
+      }
+    }
+    assert_int_equal(r[SIZE], '\n');
+  }
+}
+
+static void test_write_errors(void **state) {
+  (void)state;
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  close(p[1]);
+  assert_int_equal(logger_write_all(p[1], "x", 1), -EBADF);
+  close(p[0]);
+}
+
+static void test_file_output(void **state) {
+  (void)state;
+  char dir[] = "/tmp/log_test_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[64];
+  snprintf(path, sizeof path, "%s/m.log", dir);
+
+  char err[MW_LOG_ERR_SIZE] = "";
+  mw_logger *lg = new_logger("%(levelname)s %(message)s");
+  assert_int_equal(logger_open_file(lg, path, err, sizeof err), 0);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "first", 5), 0);
+  logger_free(lg);
+  lg = new_logger("%(levelname)s %(message)s");
+  assert_int_equal(logger_open_file(lg, path, err, sizeof err), 0);
+  int fd = logger_fd(lg);
+  assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  assert_true(fcntl(fd, F_GETFL) & O_APPEND);
+  assert_int_equal(logger_log(lg, MW_LOG_ERROR, "n", 1, "second", 6), 0);
+  logger_free(lg);
+  assert_int_equal(fcntl(fd, F_GETFD), -1); /* the owned fd was closed */
+
+  int rfd = open(path, O_RDONLY);
+  assert_true(rfd >= 0);
+  size_t len = read_all(rfd, out, sizeof out);
+  close(rfd);
+  assert_int_equal(len, strlen("INFO first\nERROR second\n"));
+  assert_memory_equal(out, "INFO first\nERROR second\n", len);
+
+  lg = new_logger(NULL);
+  char bad[96];
+  snprintf(bad, sizeof bad, "%s/missing/m.log", dir);
+  assert_int_equal(logger_open_file(lg, bad, err, sizeof err), -ENOENT);
+  char want[160];
+  snprintf(want, sizeof want, "log.file: cannot open '%s': No such file or directory", bad);
+  assert_string_equal(err, want);
+  assert_int_equal(logger_fd(lg), 1); /* unchanged */
+  logger_free(lg);
+
+  unlink(path);
+  rmdir(dir);
+}
+
+int main(void) {
+  use_tz("UTC");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_default_format),        cmocka_unit_test(test_every_key),
+      cmocka_unit_test(test_width_and_flags),       cmocka_unit_test(test_percent),
+      cmocka_unit_test(test_format_errors),         cmocka_unit_test(test_json),
+      cmocka_unit_test(test_json_escaping),         cmocka_unit_test(test_truncation),
+      cmocka_unit_test(test_small_buffer),          cmocka_unit_test(test_levels),
+      cmocka_unit_test(test_second_cache),          cmocka_unit_test(test_write_seqpacket),
+      cmocka_unit_test(test_write_pipe_concurrent), cmocka_unit_test(test_write_nonblocking_pipe),
+      cmocka_unit_test(test_write_errors),          cmocka_unit_test(test_file_output),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

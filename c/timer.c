@@ -1,0 +1,60 @@
+/* core.sleep: a task waits on a one-shot timer. */
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "loop.h"
+
+typedef struct {
+  uv_timer_t timer;
+  mw_task *task; /* NULL once cancelled */
+} mw_sleep;
+
+static void sleep_free(uv_handle_t *handle) {
+  free(handle->data);
+}
+
+static void sleep_fire(uv_timer_t *timer) {
+  mw_sleep *s = timer->data;
+  mw_task *task = s->task;
+  s->task = NULL;
+  uv_close((uv_handle_t *)timer, sleep_free);
+  if (task)
+    task_resume(task, 0);
+}
+
+static void sleep_cancel(void *data) {
+  mw_sleep *s = data;
+  s->task = NULL;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, sleep_free);
+}
+
+/* Seconds to whole milliseconds, rounded up so a sleep never ends early. */
+uint64_t timer_ms(lua_State *L, int idx, const char *what) {
+  lua_Number s = luaL_checknumber(L, idx);
+  if (!(s >= 0) || s > 1e9)
+    luaL_error(L, "%s: seconds must be a number from 0 to 1e9, got %f", what, (double)s);
+  return (uint64_t)ceil(s * 1000.0 - 1e-9);
+}
+
+/* core.sleep(seconds) */
+static int l_sleep(lua_State *L) {
+  uint64_t ms = timer_ms(L, 1, "core.sleep");
+  mw_task *task = task_check_current(L, "core.sleep");
+  mw_sleep *s = malloc(sizeof *s);
+  if (!s)
+    return luaL_error(L, "core.sleep: out of memory");
+  uv_timer_init(&task->loop->uv, &s->timer);
+  s->timer.data = s;
+  s->task = task;
+  /* libuv 1.44 spins on a 0 ms timer started from a timer callback. */
+  uv_timer_start(&s->timer, sleep_fire, ms ? ms : 1, 0);
+  task_wait(task, sleep_cancel, s);
+  return lua_yield(L, 0);
+}
+
+void timer_register(lua_State *L) {
+  lua_pushcfunction(L, l_sleep);
+  lua_setfield(L, -2, "sleep");
+}
