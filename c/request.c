@@ -25,10 +25,20 @@
 #define MOONWATCH_VERSION "dev"
 #endif
 
-static const char *const option_names[] = {
-    "url",     "method",     "headers",          "body",       "timeout",
-    "connect_timeout", "follow_redirects", "max_redirects", "verify", "ca_file",
-    "max_body", "fresh_connection", "user_agent", NULL};
+static const char *const option_names[] = {"url",
+                                           "method",
+                                           "headers",
+                                           "body",
+                                           "timeout",
+                                           "connect_timeout",
+                                           "follow_redirects",
+                                           "max_redirects",
+                                           "verify",
+                                           "ca_file",
+                                           "max_body",
+                                           "fresh_connection",
+                                           "user_agent",
+                                           NULL};
 
 static char url_error[512];
 
@@ -400,8 +410,7 @@ static const char *request_begin_hop(mw_request *req, const char **kind) {
     return request_start_transfer(req, addrs, kind);
   char *answer = NULL;
   const char *error = NULL;
-  mw_dns_query *q =
-      resolver_start(req->loop, req->host, request_on_resolved, req, &answer, &error);
+  mw_dns_query *q = resolver_start(req->loop, req->host, request_on_resolved, req, &answer, &error);
   if (q) {
     req->dns = q;
     req->phase = REQ_RESOLVING;
@@ -454,8 +463,8 @@ void request_transfer_done(mw_request *req, CURLcode result) {
   long status = 0;
   curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
   char *location = NULL;
-  if (req->follow && (status == 301 || status == 302 || status == 303 || status == 307 ||
-                      status == 308))
+  if (req->follow &&
+      (status == 301 || status == 302 || status == 303 || status == 307 || status == 308))
     curl_easy_getinfo(req->easy, CURLINFO_REDIRECT_URL, &location);
   if (!location) {
     request_succeed(req, status);
@@ -543,6 +552,12 @@ static int l_request_perform(lua_State *L) {
   return request_perform(L, check_request(L, 1), 1);
 }
 
+/* req:busy() -> true while a perform is in flight */
+static int l_request_busy(lua_State *L) {
+  lua_pushboolean(L, check_request(L, 1)->phase != REQ_IDLE);
+  return 1;
+}
+
 static int opt_error(lua_State *L, const char *name, const char *want) {
   return luaL_error(L, "http request: option '%s' must be %s, got %s", name, want,
                     luaL_typename(L, -1));
@@ -625,8 +640,9 @@ static struct curl_slist *opt_headers(lua_State *L, mw_request *req) {
       if (!colon || !valid_header_part(name, (size_t)(colon - name), 1) ||
           !valid_header_part(colon, nlen - (size_t)(colon - name), 0)) {
         curl_slist_free_all(list);
-        luaL_error(L, "http request: header '%s' must look like 'Name: value' without "
-                      "line breaks",
+        luaL_error(L,
+                   "http request: header '%s' must look like 'Name: value' without "
+                   "line breaks",
                    name);
       }
       lua_pushvalue(L, -1);
@@ -734,8 +750,8 @@ static int l_prepare(lua_State *L) {
   const char *body = lua_tolstring(L, -1, &body_len);
   lua_pop(L, 1);
   /* Servers expect a Content-Length on these even when empty. */
-  if (!body && (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-                strcmp(method, "PATCH") == 0))
+  if (!body &&
+      (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0))
     body = "";
   double timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
   double connect_timeout = opt_seconds(L, "connect_timeout", timeout);
@@ -817,7 +833,8 @@ static int l_request(lua_State *L) {
 }
 
 void http_register(lua_State *L) {
-  static const luaL_Reg methods[] = {{"perform", l_request_perform}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"perform", l_request_perform}, {"busy", l_request_busy}, {NULL, NULL}};
   if (luaL_newmetatable(L, REQUEST_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

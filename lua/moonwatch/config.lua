@@ -143,7 +143,9 @@ end
 local function invalidate(ref)
   local st = rawget(ref, STATE)
   local root = st.root
-  if core.is_overridden(ref) then root.overridden[ref] = true else root.overridden[ref] = nil end
+  if ref ~= root.object then  -- the root's own override is the base tree
+    root.overridden[ref] = core.is_overridden(ref) or nil
+  end
   local seen = {}
   for other in pairs(root.refs) do
     if overlaps(rawget(other, STATE).path, st.path) then core.reset_dependents(other, seen) end
@@ -182,7 +184,10 @@ local function canonical(self) return rawget(self, STATE).canonical end
 --- seen by every reference covering it. Returns a handle.
 ---@param value any
 ---@return moonwatch.OverrideHandle
-function OptionMethods:override(value) return core.override(canonical(self), value) end
+function OptionMethods:override(value)
+  local ref = canonical(self)
+  return core.handle({ { ref, core.push_override(ref, value) } })
+end
 
 --- Remove every override of this option.
 function OptionMethods:reset_override() core.reset_override(canonical(self)) end
@@ -203,9 +208,6 @@ function OptionMethods:option(key)
   return child(self, key)
 end
 
---- The option's full name, such as `config.monitors.example.url`.
----@return string
-function OptionMethods:path() return path_of(rawget(self, STATE)) end
 
 local function derive(self, changes)
   local st = rawget(self, STATE)
@@ -316,10 +318,7 @@ function ConfigMethods:from_strings(list)
 end
 
 local RootMT = core.class("Configuration", nil, {
-  provide = function(p, st)
-    if st.derived then return provide_option(p, st) end
-    return tables.deepcopy(effective_tree(st.root))
-  end,
+  provide = function(_, st) return tables.deepcopy(effective_tree(st.root)) end,
   custom_override = true,
   invalidate = invalidate,
   __tostring = function(p) return "Configuration " .. (rawget(p, STATE).name or DEFAULT_NAME) end,
@@ -357,6 +356,13 @@ function M.Configuration(defaults, opts)
   root.object = p
   root.refs[p] = true
   return p
+end
+
+--- The full name of an option reference, such as `config.monitors.example.url`.
+---@param ref moonwatch.Option
+---@return string
+function M.path_of(ref)
+  return path_of(rawget(ref, STATE))
 end
 
 ---@param x any

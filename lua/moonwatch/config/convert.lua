@@ -39,7 +39,9 @@ function M.boolean(v)
   elseif v == 1 or v == 0 then
     b = v == 1
   end
-  if b == nil then return nil, "expected a boolean (true/false, yes/no, on/off, 1/0), " .. got(v) end
+  if b == nil then
+    return nil, "expected a boolean (true/false, yes/no, on/off, 1/0), " .. got(v)
+  end
   return b
 end
 

@@ -28,7 +28,8 @@ function M.read_file(path)
   local ok, result = pcall(chunk)
   if not ok then return nil, tostring(result) end
   if result ~= nil then
-    return nil, path .. ": a settings file assigns globals (log = { ... }) and must not return a value"
+    return nil, path
+      .. ": a settings file assigns globals (log = { ... }) and must not return a value"
   end
   return setmetatable(env, nil)
 end
@@ -75,7 +76,9 @@ function M.parse_strings(list)
     if not path then
       return nil, string.format("invalid setting %q: expected key.path=value", s)
     end
-    entries[#entries + 1] = { path = path, value = M.scalar(value), source = string.format("setting %q", s) }
+    entries[#entries + 1] = {
+      path = path, value = M.scalar(value), source = string.format("setting %q", s),
+    }
   end
   return entries
 end
@@ -136,7 +139,9 @@ function M.parse_env(prefix, environ, known)
       if not path then
         return nil, string.format("environment variable %s: empty level in the name", name)
       end
-      entries[#entries + 1] = { path = path, value = M.scalar(value), source = "environment variable " .. name }
+      entries[#entries + 1] = {
+        path = path, value = M.scalar(value), source = "environment variable " .. name,
+      }
     end
   end
   return entries

@@ -40,7 +40,9 @@ end
 
 ---@class moonwatch.Factory : moonwatch.Provider
 ---@overload fun(kwargs?: table): any
-local FactoryMT = core.class("Factory", core.methods(), {
+local FactoryMethods = core.methods()
+
+local FactoryMT = core.class("Factory", FactoryMethods, {
   provide = function(_, st, ...) return build(st, core.call_kwargs(...)) end,
 })
 
@@ -55,7 +57,9 @@ end
 
 ---@class moonwatch.Callable : moonwatch.Provider
 ---@overload fun(kwargs?: table): any
-local CallableMT = core.class("Callable", core.methods(), {
+local CallableMethods = core.methods()
+
+local CallableMT = core.class("Callable", CallableMethods, {
   provide = function(_, st, ...) return build(st, core.call_kwargs(...)) end,
 })
 

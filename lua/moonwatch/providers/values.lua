@@ -8,7 +8,9 @@ local M = {}
 
 ---@class moonwatch.Object : moonwatch.Provider
 ---@overload fun(...): any
-local ObjectMT = core.class("Object", core.methods(), {
+local ObjectMethods = core.methods()
+
+local ObjectMT = core.class("Object", ObjectMethods, {
   provide = function(_, st) return st.value end,
 })
 
@@ -23,7 +25,9 @@ end
 
 ---@class moonwatch.List : moonwatch.Provider
 ---@overload fun(...): any[]
-local ListMT = core.class("List", core.methods(), {
+local ListMethods = core.methods()
+
+local ListMT = core.class("List", ListMethods, {
   provide = function(_, st, ...)
     local out = {}
     for i = 1, st.n do out[i] = core.resolve_at(st.items[i], i, true) end
@@ -45,7 +49,9 @@ end
 
 ---@class moonwatch.Dict : moonwatch.Provider
 ---@overload fun(kwargs?: table): table
-local DictMT = core.class("Dict", core.methods(), {
+local DictMethods = core.methods()
+
+local DictMT = core.class("Dict", DictMethods, {
   provide = function(_, st, ...)
     local call = core.call_kwargs(...)
     local out = {}
@@ -132,7 +138,9 @@ end
 
 ---@class moonwatch.Selector : moonwatch.Provider
 ---@overload fun(...): any
-local SelectorMT = core.class("Selector", core.methods(), {
+local SelectorMethods = core.methods()
+
+local SelectorMT = core.class("Selector", SelectorMethods, {
   provide = function(_, st, ...)
     local key
     if core.is_provider(st.option) then key = core.resolve(st.option) else key = st.option() end

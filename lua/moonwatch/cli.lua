@@ -1,0 +1,201 @@
+--- The `moonwatch` command: loads monitors.lua, applies settings from the
+--- environment and --set, builds the container and runs the dispatcher.
+local core = require("moonwatch.core")
+local container = require("moonwatch.container")
+local providers = require("moonwatch.providers")
+local log = require("moonwatch.log")
+
+local M = {}
+
+M.USAGE = [[
+Usage: moonwatch [options] [monitors.lua]
+
+Runs the monitors declared in monitors.lua (default: ./monitors.lua) until
+SIGTERM or SIGINT.
+
+Options:
+  --set key.path=value  override a setting (repeatable), e.g. --set log.level=DEBUG
+  --check               load the config, build every monitor, report errors, exit
+  --once                run every monitor once, print the records, exit 1 if any failed
+  -l script.lua [args]  run a Lua script with moonwatch's modules (like lua5.4)
+  --help                show this help
+  --version             show the version
+
+Every setting can also come from the environment: MOONWATCH_ then the path
+in upper case with "__" between levels, e.g. MOONWATCH_LOG__LEVEL=DEBUG or
+MOONWATCH_MONITORS__EXAMPLE__TIMEOUT=2. --set wins over the environment.
+]]
+
+local function say(fmt, ...) io.stderr:write("moonwatch: ", string.format(fmt, ...), "\n") end
+
+--- Parses argv; returns options or nil, message.
+function M.parse(argv)
+  local opts = { sets = {}, path = nil }
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then opts.help = true
+    elseif a == "--version" then opts.version = true
+    elseif a == "--check" then opts.check = true
+    elseif a == "--once" then opts.once = true
+    elseif a == "--set" then
+      local v = argv[i + 1]
+      if not v then return nil, "--set needs key.path=value" end
+      opts.sets[#opts.sets + 1] = v
+      i = i + 1
+    elseif a:match("^%-%-set=") then opts.sets[#opts.sets + 1] = a:sub(7)
+    elseif a:sub(1, 1) == "-" then return nil, "unknown option '" .. a .. "' (see --help)"
+    elseif opts.path then return nil, "only one monitors file may be given, got '"
+      .. opts.path .. "' and '" .. a .. "'"
+    else opts.path = a end
+    i = i + 1
+  end
+  if opts.check and opts.once then return nil, "--check and --once cannot be combined" end
+  for _, s in ipairs(opts.sets) do
+    if not s:match("^[%w_][%w_.]*=") then
+      return nil, "--set '" .. s .. "' must look like key.path=value"
+    end
+  end
+  opts.path = opts.path or "monitors.lua"
+  return opts
+end
+
+local function traceback(err)
+  if type(err) ~= "string" then return err end
+  return debug.traceback(err, 2)
+end
+
+--- Loads the monitors file: the container definition, or nil, message.
+function M.load(path)
+  local chunk, err = loadfile(path, "t")
+  if not chunk then return nil, err end
+  local ok, def = xpcall(chunk, traceback)
+  if not ok then return nil, "error while loading " .. path .. ": " .. tostring(def) end
+  if not container.is_definition(def) then
+    return nil, path .. " must return mw.container(function(c) ... end), got "
+      .. (type(def) == "table" and "a table" or type(def))
+  end
+  return def
+end
+
+--- Builds an instance with settings applied: instance or nil, message.
+function M.instantiate(def, path, sets)
+  local ok, c = pcall(def)
+  if not ok then return nil, path .. ": " .. tostring(c) end
+  local has = {}
+  for _, name in ipairs(c:provider_names()) do has[name] = true end
+  if has.config and providers.kind_of(c.config) == "Configuration" then
+    local cfg, err = c.config:from_env("MOONWATCH")
+    if not cfg then return nil, "environment: " .. tostring(err) end
+    cfg, err = c.config:from_strings(sets)
+    if not cfg then return nil, "--set: " .. tostring(err) end
+  elseif #sets > 0 then
+    return nil, "--set: " .. path .. " has no provider named 'config' to apply settings to"
+  end
+  ok, err = pcall(c.check_dependencies, c)
+  if not ok then return nil, path .. ": " .. tostring(err) end
+  return c, has
+end
+
+local function build_all(c, path)
+  local errors = {}
+  for _, name in ipairs(c:provider_names()) do
+    local kind = providers.kind_of(c[name])
+    if kind ~= "Resource" and kind ~= "Configuration" then
+      local ok, err = pcall(c[name])
+      if not ok then errors[#errors + 1] = path .. ": " .. tostring(err) end
+    end
+  end
+  return errors
+end
+
+local function run_once(dispatcher)
+  local checks = {}
+  local logger = log.get("Dispatcher")
+  for i, m in ipairs(dispatcher.monitors) do
+    checks[i] = core.spawn(function() return m:check() end)
+  end
+  core.run()
+  local failed = 0
+  for i, t in ipairs(checks) do
+    local ok, first, err = t:result()
+    if not ok then
+      failed = failed + 1
+      logger:error("Error executing monitor check (%s)\n%s",
+        tostring(dispatcher.monitors[i].name), tostring(first))
+    elseif first == nil or first == false then
+      failed = failed + 1
+      if err == nil then
+        logger:warning("Check of %s failed", tostring(dispatcher.monitors[i].name))
+      end
+    end
+  end
+  return failed
+end
+
+--- The command; returns the exit status.
+---@param argv string[]
+---@return integer
+function M.main(argv)
+  local opts, err = M.parse(argv)
+  if not opts then
+    say("%s", err)
+    return 2
+  end
+  if opts.help then
+    io.stdout:write(M.USAGE)
+    return 0
+  end
+  if opts.version then
+    io.stdout:write("moonwatch ", core.version, "\n")
+    return 0
+  end
+  local def
+  def, err = M.load(opts.path)
+  if not def then
+    say("%s", err)
+    return 1
+  end
+  local c, has = M.instantiate(def, opts.path, opts.sets)
+  if not c then
+    say("%s", has)
+    return 1
+  end
+  local ok
+  ok, err = pcall(c.init_resources, c)
+  if not ok then
+    say("%s: %s", opts.path, tostring(err))
+    return 1
+  end
+  if opts.check then
+    local errors = build_all(c, opts.path)
+    for _, e in ipairs(errors) do say("%s", e) end
+    if #errors > 0 then return 1 end
+    io.stdout:write(opts.path, ": OK\n")
+    return 0
+  end
+  if not has.dispatcher then
+    say("%s: no provider named 'dispatcher' to run", opts.path)
+    return 1
+  end
+  local dispatcher
+  ok, dispatcher = pcall(c.dispatcher)
+  if not ok then
+    say("%s: %s", opts.path, tostring(dispatcher))
+    return 1
+  end
+  local status = 0
+  if opts.once then
+    status = run_once(dispatcher) > 0 and 1 or 0
+  else
+    dispatcher:run()
+  end
+  ok, err = pcall(c.shutdown_resources, c)
+  if not ok then
+    say("%s", tostring(err))
+    return 1
+  end
+  return status
+end
+
+return M

@@ -1,0 +1,61 @@
+--- The HTTP client monitors use: defaults merged into each request, and one
+--- prepared curl handle kept per request table, so a monitor that sends the
+--- same request every interval reuses its connection and TLS session.
+---
+---     local client = mw.http.Client{ timeout = 5 }
+---     local resp, err, kind = client:request{ method = "GET", url = url }
+---
+--- Expected failures come back as `nil, "<kind>: message", kind`; see the
+--- README for the response fields and failure kinds.
+local core = require("moonwatch.core")
+
+local M = {}
+
+---@class moonwatch.http.Client
+---@field defaults table
+local Client = {}
+Client.__index = Client
+
+---@param defaults? table options applied to every request (timeout, verify, ca_file, headers...)
+---@return moonwatch.http.Client
+function M.Client(defaults)
+  if defaults ~= nil and type(defaults) ~= "table" then
+    error("http.Client: defaults must be a table, got " .. type(defaults), 2)
+  end
+  return setmetatable({
+    defaults = defaults or {},
+    prepared = setmetatable({}, { __mode = "k" }),
+  }, Client)
+end
+
+local function merged(defaults, opts)
+  if next(defaults) == nil then return opts end
+  local out = {}
+  for k, v in pairs(defaults) do out[k] = v end
+  for k, v in pairs(opts) do out[k] = v end
+  return out
+end
+
+--- A request object to `:perform()` again and again.
+---@param opts table
+function Client:prepare(opts)
+  return core.http_prepare(merged(self.defaults, opts))
+end
+
+--- Sends a request from the current task and waits for the response.
+--- The same `opts` table sent again reuses its prepared handle.
+---@param opts table
+---@return table|nil response, string? message, string? kind
+function Client:request(opts)
+  local req = self.prepared[opts]
+  if req == nil then
+    req = self:prepare(opts)
+    self.prepared[opts] = req
+  elseif req:busy() then
+    -- the same table in flight from another task: a one-shot request
+    return core.http_request(merged(self.defaults, opts))
+  end
+  return req:perform()
+end
+
+return M

@@ -1,0 +1,39 @@
+--- moonwatch: monitors scripted in Lua on a C event loop.
+---
+---     local mw = require("moonwatch")
+---     mw.providers, mw.container      -- the dependency-injection part
+---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
+---     mw.Dispatcher                   -- runs monitors at their interval
+---     mw.core                         -- the C core (tasks, sleep, run...)
+---
+--- Modules load on first use, so the container works without the C core.
+local lazy = {
+  providers = "moonwatch.providers",
+  container = "moonwatch.container",
+  log = "moonwatch.log",
+  http = "moonwatch.http",
+  monitors = "moonwatch.monitors",
+  Dispatcher = "moonwatch.dispatcher",
+  core = "moonwatch.core",
+  cli = "moonwatch.cli",
+}
+
+---@class moonwatch
+---@field providers moonwatch.providers
+---@field container fun(builder: fun(c: moonwatch.Container, ...)): moonwatch.ContainerDefinition
+---@field log table
+---@field http table
+---@field monitors table
+---@field Dispatcher moonwatch.Dispatcher
+---@field core table
+local M = { version = "0.1.0" }
+
+return setmetatable(M, {
+  __index = function(t, key)
+    local name = lazy[key]
+    if not name then error("moonwatch has no field '" .. tostring(key) .. "'", 2) end
+    local mod = require(name)
+    rawset(t, key, mod)
+    return mod
+  end,
+})
