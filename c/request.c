@@ -70,7 +70,9 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   size_t take = len < room ? len : room;
   /* Past max_body the bytes are counted and dropped: memory stays bounded
    * whatever the server sends. */
-  if (take < len || (take && !buf_append(&req->body, data, take, req->max_body)))
+  if (take && !buf_append(&req->body, data, take, req->max_body))
+    req->truncated = 1;
+  if (take < len)
     req->truncated = 1;
   return len;
 }
