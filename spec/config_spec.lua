@@ -47,7 +47,8 @@ describe("Configuration", function()
     it("are the same object for the same path", function()
       assert.equal(config.log.level, config.log.level)
       assert.equal("Option config.log.level", tostring(config.log.level))
-      assert.equal("config.monitors.example.url", configuration.path_of(config.monitors.example.url))
+      assert.equal("config.monitors.example.url",
+        configuration.path_of(config.monitors.example.url))
     end)
 
     it("can be made before the values are loaded", function()
@@ -115,7 +116,8 @@ describe("Configuration", function()
     end)
 
     it("say where the path stopped being a table", function()
-      assert.equal("required option config.log.level.x is not set (config.log.level is not a table)",
+      assert.equal(
+        "required option config.log.level.x is not set (config.log.level is not a table)",
         err_of(config.log.level.x:required()))
     end)
 
@@ -197,8 +199,9 @@ describe("Configuration", function()
 
     it("pass a missing value through as nil unless required", function()
       assert.is_nil(config.nope:as_int()())
-      assert.equal("required option config.nope is not set", err_of(config.nope:as_int():required()))
-      assert.equal("required option config.nope is not set", err_of(config.nope:required():as_int()))
+      local missing = "required option config.nope is not set"
+      assert.equal(missing, err_of(config.nope:as_int():required()))
+      assert.equal(missing, err_of(config.nope:required():as_int()))
     end)
 
     it("keep the reference lazy", function()
@@ -288,7 +291,8 @@ describe("Configuration", function()
       local path = settings_file("log = {\n  level = 'DEBUG'\n  format = 'x'\n}\n")
       local ok, err = config:from_file(path)
       assert.is_nil(ok)
-      assert.matches("^" .. path:gsub("%p", "%%%0") .. ":3: '}' expected %(to close '{' at line 1%)", err)
+      assert.matches("^" .. path:gsub("%p", "%%%0")
+        .. ":3: '}' expected %(to close '{' at line 1%)", err)
     end)
 
     it("names the file and line of a runtime error", function()
@@ -302,14 +306,15 @@ describe("Configuration", function()
       local path = settings_file("return { log = { level = 'DEBUG' } }\n")
       local ok, err = config:from_file(path)
       assert.is_nil(ok)
-      assert.equal(path .. ": a settings file assigns globals (log = { ... }) and must not return a value",
-        err)
+      assert.equal(path
+        .. ": a settings file assigns globals (log = { ... }) and must not return a value", err)
     end)
 
     it("reports a missing file, unless optional", function()
       local ok, err = config:from_file("/nonexistent/settings.lua")
       assert.is_nil(ok)
-      assert.equal("cannot read settings file /nonexistent/settings.lua: No such file or directory", err)
+      assert.equal(
+        "cannot read settings file /nonexistent/settings.lua: No such file or directory", err)
       assert.equal(config, config:from_file("/nonexistent/settings.lua", { optional = true }))
     end)
   end)

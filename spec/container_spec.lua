@@ -11,7 +11,7 @@ local function record(kw) return kw end
 
 -- The error raised at the caller's line: "spec/container_spec.lua:N: <message>".
 local function at_caller(message)
-  return "^spec/container_spec.lua:%d+: " .. message:gsub("[%(%)%.%%%+%-%*%?%[%]%^%$]", "%%%0") .. "$"
+  return "^spec/container_spec.lua:%d+: " .. message:gsub("%p", "%%%0") .. "$"
 end
 
 describe("container", function()
@@ -96,7 +96,8 @@ describe("container", function()
       local def = container(function(c)
         c.a = providers.Factory(record, { x = c.nope, y = c.other })
       end)
-      assert.matches(at_caller("unknown provider 'nope', 'other' (used in the builder but never defined)"),
+      assert.matches(
+        at_caller("unknown provider 'nope', 'other' (used in the builder but never defined)"),
         err_of(function() local c = def(); return c end))
     end)
 
@@ -125,8 +126,8 @@ describe("container", function()
       local shared = providers.Singleton(record)
       local def = container(function(c) c.client = shared end)
       def()
-      assert.matches("provider 'client' %(Singleton%) already belongs to another container instance; "
-        .. "declare Singletons and Resources inside the builder$", err_of(def))
+      assert.matches("provider 'client' %(Singleton%) already belongs to another container "
+        .. "instance; declare Singletons and Resources inside the builder$", err_of(def))
     end)
 
     it("shares providers created outside the builder, such as a Configuration", function()
@@ -208,7 +209,8 @@ describe("container", function()
       c.leaf:reset_override()
       local c2 = container(function(cc)
         cc.leaf = providers.Factory(function() error("leaf failed", 0) end)
-        cc.root = providers.Factory(record, { direct = providers.Factory(record, { deep = cc.leaf }) })
+        cc.root = providers.Factory(record,
+          { direct = providers.Factory(record, { deep = cc.leaf }) })
         cc.dict = providers.Dict { entry = cc.leaf }
         cc.odd = providers.Dict { ["a b"] = providers.Callable(function() error("x", 0) end) }
       end)()
@@ -233,7 +235,8 @@ describe("container", function()
 
     it("turn a non-string error into a string", function()
       local c = container(function(c)
-        c.x = providers.Factory(function() error(setmetatable({}, { __tostring = function() return "obj" end })) end)
+        local obj = setmetatable({}, { __tostring = function() return "obj" end })
+        c.x = providers.Factory(function() error(obj) end)
       end)()
       assert.equal("x: obj", err_of(c.x))
     end)
@@ -317,7 +320,7 @@ describe("container", function()
     before_each(function()
       log = {}
       local function resource(name)
-        return function(kw)
+        return function()
           log[#log + 1] = "init " .. name
           return name, function() log[#log + 1] = "shutdown " .. name end
         end
@@ -402,7 +405,7 @@ describe("container", function()
       end)()
       assert.matches(at_caller("missing dependencies: db, queue"),
         err_of(function() local ok = c:check_dependencies(); return ok end))
-      local handle <close> = c:override_providers { db = {}, queue = "q" }
+      local _ <close> = c:override_providers { db = {}, queue = "q" }
       assert.is_true(c:check_dependencies())
       assert.same({ db = {} }, c.user())
     end)

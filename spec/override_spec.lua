@@ -114,7 +114,9 @@ describe("overriding", function()
 
   describe("container:override_providers", function()
     it("overrides by name and returns one handle", function()
-      local h = app:override_providers { client = "stub", consumer = providers.Object("consumer stub") }
+      local h = app:override_providers {
+        client = "stub", consumer = providers.Object("consumer stub"),
+      }
       assert.equal("stub", app.client())
       assert.equal("consumer stub", app.consumer())
       h:remove()
@@ -132,7 +134,10 @@ describe("overriding", function()
 
     it("rejects an unknown name and overrides nothing", function()
       assert.matches("^spec/override_spec.lua:%d+: override_providers: unknown provider 'nope'$",
-        err_of(function() local h = app:override_providers { client = "stub", nope = 1 }; return h end))
+        err_of(function()
+          local h = app:override_providers { client = "stub", nope = 1 }
+          return h
+        end))
       assert.is_false(app.client:is_overridden())
       assert.matches("override_providers: expected a table of name = override, got nil$",
         err_of(app.override_providers, app))
@@ -300,7 +305,8 @@ describe("overriding", function()
     end)
 
     it("an option can be overridden with a provider", function()
-      config.monitors.example.url:override(providers.Callable(function() return "http://computed" end))
+      local computed = providers.Callable(function() return "http://computed" end)
+      config.monitors.example.url:override(computed)
       assert.equal("http://computed", config.monitors.example().url)
       config.monitors.example.url:reset_override()
     end)
@@ -390,7 +396,9 @@ describe("tutorial", function()
       log = { level = "INFO", format = "%(message)s" },
       monitors = {
         example = { method = "GET", url = "http://fake-example.com", timeout = 1, check_every = 1 },
-        httpbin = { method = "GET", url = "https://fake-httpbin.org/get", timeout = 1, check_every = 1 },
+        httpbin = {
+          method = "GET", url = "https://fake-httpbin.org/get", timeout = 1, check_every = 1,
+        },
       },
     }
   end)
@@ -411,7 +419,9 @@ describe("tutorial", function()
     local example = mock({ check = function() end })
     local httpbin = mock({ check = function() end })
     do
-      local _ <close> = app:override_providers { example_monitor = example, httpbin_monitor = httpbin }
+      local _ <close> = app:override_providers {
+        example_monitor = example, httpbin_monitor = httpbin,
+      }
       local dispatcher = app.dispatcher()
       local task = coroutine.create(dispatcher.start)
       assert(coroutine.resume(task))

@@ -92,8 +92,8 @@ function M.instantiate(def, path, sets)
   elseif #sets > 0 then
     return nil, "--set: " .. path .. " has no provider named 'config' to apply settings to"
   end
-  ok, err = pcall(c.check_dependencies, c)
-  if not ok then return nil, path .. ": " .. tostring(err) end
+  local checked, err = pcall(c.check_dependencies, c)
+  if not checked then return nil, path .. ": " .. tostring(err) end
   return c, has
 end
 

@@ -35,9 +35,11 @@ function M.is_provider(x)
   return type(x) == "table" and classes[getmetatable(x)] == true
 end
 
----@param p table a provider
----@return string kind "Factory", "Singleton", ... ("Option" for option references)
+---@param p any
+---@return string? kind "Factory", "Singleton", ... ("Option" for option references),
+---  nil when `p` is not a provider
 function M.kind_of(p)
+  if not M.is_provider(p) then return nil end
   return getmetatable(p).kind
 end
 

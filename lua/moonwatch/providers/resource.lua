@@ -3,6 +3,10 @@
 --- container's resources in dependency order (a resource's injected
 --- resources are initialised while resolving its arguments, so they finish
 --- first); `container:shutdown_resources()` shuts them down in reverse order.
+---
+--- Unlike a Singleton, a Resource is not re-initialised when a provider it
+--- was built from is overridden (shutting down has side effects): specs that
+--- initialise resources shut them down afterwards (`local c <close> = def()`).
 local core = require("moonwatch.providers.core")
 
 local M = {}
