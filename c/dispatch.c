@@ -218,8 +218,9 @@ static int l_add(lua_State *L) {
   int isnum = 0;
   lua_Number interval = lua_tonumberx(L, -1, &isnum);
   if (!isnum || !(interval > 0) || interval > 86400 * 365)
-    return luaL_error(L, "dispatcher:add: monitor '%s': interval must be a number of seconds "
-                         "greater than 0, got %s",
+    return luaL_error(L,
+                      "dispatcher:add: monitor '%s': interval must be a number of seconds "
+                      "greater than 0, got %s",
                       name ? name : "?", luaL_tolstring(L, -1, NULL));
   if (d->n == d->cap) {
     int cap = d->cap ? d->cap * 2 : 16;
@@ -337,11 +338,8 @@ static int l_gc(lua_State *L) {
 }
 
 void dispatch_register(lua_State *L) {
-  static const luaL_Reg methods[] = {{"add", l_add},
-                                     {"start", l_start},
-                                     {"stop", l_stop},
-                                     {"stats", l_stats},
-                                     {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"add", l_add}, {"start", l_start}, {"stop", l_stop}, {"stats", l_stats}, {NULL, NULL}};
   if (luaL_newmetatable(L, DISPATCHER_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -37,7 +37,7 @@ struct mw_dns_query {
   mw_resolver *resolver;
   mw_resolve_cb cb; /* NULL once cancelled */
   void *data;
-  int starting;   /* inside resolver_start: answers are handed back there */
+  int starting; /* inside resolver_start: answers are handed back there */
   int sync_done;
   char *sync_addrs;
   char host[];
@@ -284,8 +284,8 @@ static void query_append_addr(char *out, size_t cap, size_t *len, const struct s
   size_t need = strlen(ip) + (v6 ? 2 : 0) + 1;
   if (*len + need + 1 > cap)
     return;
-  *len += (size_t)snprintf(out + *len, cap - *len, "%s%s%s%s", *len ? "," : "", v6 ? "[" : "",
-                           ip, v6 ? "]" : "");
+  *len += (size_t)snprintf(out + *len, cap - *len, "%s%s%s%s", *len ? "," : "", v6 ? "[" : "", ip,
+                           v6 ? "]" : "");
 }
 
 static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo *res) {
@@ -327,7 +327,7 @@ static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo
     cache_put(r, q->host, addrs, ttl);
   else
     snprintf(r->error, sizeof r->error, "could not resolve host '%s': %s", q->host,
-             status == ARES_SUCCESS    ? "no address"
+             status == ARES_SUCCESS     ? "no address"
              : status == ARES_ENOTFOUND ? "not found"
              : status == ARES_ETIMEOUT  ? "the DNS server did not answer"
                                         : ares_strerror(status));
@@ -425,8 +425,9 @@ static int l_dns_configure(lua_State *L) {
     luaL_buffinit(L, &b);
     for (lua_Integer i = 1; i <= n; i++) {
       if (lua_geti(L, 2, i) != LUA_TSTRING)
-        return luaL_error(L, "core.dns_configure: servers[%d] must be a string like "
-                             "'127.0.0.1:53'",
+        return luaL_error(L,
+                          "core.dns_configure: servers[%d] must be a string like "
+                          "'127.0.0.1:53'",
                           (int)i);
       if (i > 1)
         luaL_addchar(&b, ',');

@@ -153,7 +153,7 @@ void task_resume(mw_task *task, int nargs) {
   luaL_traceback(task->co, task->co, msg, 0);
   if (lua_gettop(task->co) == top + 2)
     lua_remove(task->co, -2); /* the luaL_tolstring copy */
-  task->nresults = 2; /* error object, traceback */
+  task->nresults = 2;         /* error object, traceback */
   task_finish(task, TASK_FAILED);
 }
 
@@ -187,8 +187,9 @@ mw_task *task_check_current(lua_State *L, const char *what) {
   mw_loop *loop = loop_get(L);
   mw_task *task = loop->current;
   if (!task || task->co != L)
-    luaL_error(L, "%s must be called from a task (use core.spawn or core.run), "
-                  "not from the main thread or a coroutine of your own",
+    luaL_error(L,
+               "%s must be called from a task (use core.spawn or core.run), "
+               "not from the main thread or a coroutine of your own",
                what);
   if (task->cancel_requested)
     luaL_error(L, "%s: the task was cancelled", what);
