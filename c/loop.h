@@ -40,6 +40,7 @@ struct mw_task {
   int cancel_requested;
   int nargs; /* values waiting on co's stack for the next resume */
   mw_task *ready_prev, *ready_next;
+  mw_task *alive_prev, *alive_next;
   mw_wait_cancel_fn wait_cancel;
   void *wait_data;
   mw_task_done_fn on_done;
@@ -52,6 +53,7 @@ typedef struct mw_loop {
   uv_idle_t ready_idle;
   mw_task *ready_head, *ready_tail;
   mw_task *current;
+  mw_task *alive; /* every task not yet ended */
   int tasks_alive;
   int running; /* inside core.run */
   int closed;

@@ -74,6 +74,13 @@ static void task_finish(mw_task *task, mw_task_state state) {
   task->wait_cancel = NULL;
   task->wait_data = NULL;
   loop->tasks_alive--;
+  if (task->alive_prev)
+    task->alive_prev->alive_next = task->alive_next;
+  else
+    loop->alive = task->alive_next;
+  if (task->alive_next)
+    task->alive_next->alive_prev = task->alive_prev;
+  task->alive_prev = task->alive_next = NULL;
   if (task->on_done) {
     mw_task_done_fn done = task->on_done;
     task->on_done = NULL;
@@ -102,6 +109,10 @@ mw_task *task_new(lua_State *L, int nargs) {
   task->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   task->nargs = nargs;
   loop->tasks_alive++;
+  task->alive_next = loop->alive;
+  if (loop->alive)
+    loop->alive->alive_prev = task;
+  loop->alive = task;
   return task;
 }
 
@@ -215,6 +226,28 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
+/* core.cancel_all() -> number of tasks cancelled. Specs use it to clean up
+ * after a test that left tasks behind, so the next test starts clean. */
+static int l_cancel_all(lua_State *L) {
+  mw_loop *loop = loop_get(L);
+  int n = 0, progress = 1;
+  /* Cancelling one task may end others (a dispatcher's checks), so start
+   * over from the head after each. Running tasks cannot be cancelled. */
+  while (progress) {
+    progress = 0;
+    for (mw_task *t = loop->alive; t; t = t->alive_next) {
+      if (t->state != TASK_RUNNING) {
+        task_cancel(t);
+        n++;
+        progress = 1;
+        break;
+      }
+    }
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 /* core.current() -> task | nil */
 static int l_current(lua_State *L) {
   mw_loop *loop = loop_get(L);
@@ -300,4 +333,6 @@ void task_register(lua_State *L) {
   lua_setfield(L, -2, "spawn");
   lua_pushcfunction(L, l_current);
   lua_setfield(L, -2, "current");
+  lua_pushcfunction(L, l_cancel_all);
+  lua_setfield(L, -2, "cancel_all");
 }
