@@ -1,0 +1,54 @@
+# moonwatch on Debian 12.
+#
+#   docker build -t moonwatch .
+#   docker run --rm moonwatch                  # the built-in /app/monitors.lua
+#   docker run --rm -v "$PWD/monitors.lua:/app/monitors.lua:ro" moonwatch
+#   docker run --rm moonwatch --check          # any moonwatch option works too
+#
+# Stages: `build` builds exactly as the README's Quick start does
+# (scripts/build: scripts/deps build, then CMake) and installs into
+# /opt/moonwatch; `dev` adds the test tools for docker-compose.yml (tests run
+# on the mounted checkout); `runtime`, the last and default stage, is the
+# daemon with only its shared libraries.
+
+FROM debian:bookworm-slim AS build
+WORKDIR /src
+# .dockerignore keeps the host's build/ out: its CMake cache names the host's path.
+COPY . .
+# The install puts bin/moonwatch, lib/lua/5.4/moonwatch/core.so and lua/ as
+# share/lua/5.4/moonwatch/ (CMakeLists.txt's install() lines); the executable's
+# compiled-in module directory is that last one.
+RUN scripts/build -DMOONWATCH_LUA_DIR=/opt/moonwatch/share/lua/5.4 \
+ && cmake --install build --prefix /opt/moonwatch \
+ && test -f /opt/moonwatch/share/lua/5.4/moonwatch/cli.lua
+
+# For `docker compose run --rm monitor scripts/test`: the build packages plus
+# the test ones (scripts/deps test), installed here as root so a test run needs
+# neither root nor the network. The checkout is mounted at /code.
+FROM build AS dev
+RUN scripts/deps test && rm -rf /var/lib/apt/lists/*
+ENV PYTHONDONTWRITEBYTECODE=1
+WORKDIR /code
+CMD ["scripts/run", "monitors.lua"]
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libuv1 libcurl4 libc-ares2 liblua5.4-0 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system moonwatch \
+ && useradd --system --gid moonwatch --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin moonwatch
+COPY --from=build /opt/moonwatch /opt/moonwatch
+ENV MOONWATCH_LUA_DIR=/opt/moonwatch/share/lua/5.4 \
+    PATH=/opt/moonwatch/bin:$PATH
+WORKDIR /app
+# The default monitors; a file mounted at /app/monitors.lua replaces it.
+COPY monitors.lua /app/monitors.lua
+USER moonwatch
+# Fails the image build if a library or a module is missing, or the default
+# monitors.lua does not load.
+RUN moonwatch --check monitors.lua
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/opt/moonwatch/bin/moonwatch"]
+CMD ["monitors.lua"]

@@ -1,0 +1,80 @@
+-- moonwatch as a rock: the C core (moonwatch.core) and the Lua modules, for
+-- stock lua5.4. Build and install from a checkout, with no network:
+--   luarocks --lua-version=5.4 make --deps-mode=none --tree=/tmp/x moonwatch-scm-1.rockspec
+-- spec/packaging_spec.lua builds it and checks every lua/moonwatch/**/*.lua
+-- and every c/*.c but c/main.c is listed below.
+rockspec_format = "3.0"
+package = "moonwatch"
+version = "scm-1"
+
+source = {
+  -- `luarocks make` builds the checkout it runs in; nothing is fetched.
+  url = "git+file://.",
+}
+
+description = {
+  summary = "A monitoring daemon: monitors scripted in Lua 5.4 on a libuv event loop",
+  detailed = [[
+moonwatch runs HTTP monitors declared in a Lua file (monitors.lua) on a C core
+built on libuv, libcurl and c-ares, wired with dependency-injection providers.
+This rock installs the C core as the module moonwatch.core and the Lua
+modules (require("moonwatch")).
+]],
+}
+
+dependencies = {
+  "lua >= 5.4",
+}
+
+-- Debian 12: libuv1-dev, libcurl4-openssl-dev, libc-ares-dev. curl/curl.h
+-- lives under /usr/include/<multiarch>/, where LuaRocks does not look for
+-- headers, so libcurl is found by its library.
+external_dependencies = {
+  UV = { header = "uv.h", library = "uv" },
+  CURL = { library = "curl" },
+  CARES = { header = "ares.h", library = "cares" },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    -- The C core: everything in c/ but the executable's main.c (and c/test/).
+    ["moonwatch.core"] = {
+      sources = {
+        "c/core.c",
+        "c/dispatch.c",
+        "c/http.c",
+        "c/log.c",
+        "c/loop.c",
+        "c/lua_log.c",
+        "c/request.c",
+        "c/resolver.c",
+        "c/signal.c",
+        "c/task.c",
+        "c/timer.c",
+      },
+      defines = { 'MOONWATCH_VERSION="0.1.0"', "_GNU_SOURCE" },
+      incdirs = { "$(UV_INCDIR)", "$(CARES_INCDIR)" },
+      libdirs = { "$(UV_LIBDIR)", "$(CURL_LIBDIR)", "$(CARES_LIBDIR)" },
+      libraries = { "uv", "curl", "cares", "m" },
+    },
+
+    -- lua/moonwatch/, every file.
+    ["moonwatch"] = "lua/moonwatch/init.lua",
+    ["moonwatch.cli"] = "lua/moonwatch/cli.lua",
+    ["moonwatch.config"] = "lua/moonwatch/config.lua",
+    ["moonwatch.config.convert"] = "lua/moonwatch/config/convert.lua",
+    ["moonwatch.config.sources"] = "lua/moonwatch/config/sources.lua",
+    ["moonwatch.config.tables"] = "lua/moonwatch/config/tables.lua",
+    ["moonwatch.container"] = "lua/moonwatch/container.lua",
+    ["moonwatch.dispatcher"] = "lua/moonwatch/dispatcher.lua",
+    ["moonwatch.http"] = "lua/moonwatch/http.lua",
+    ["moonwatch.log"] = "lua/moonwatch/log.lua",
+    ["moonwatch.monitors"] = "lua/moonwatch/monitors.lua",
+    ["moonwatch.providers"] = "lua/moonwatch/providers.lua",
+    ["moonwatch.providers.core"] = "lua/moonwatch/providers/core.lua",
+    ["moonwatch.providers.factory"] = "lua/moonwatch/providers/factory.lua",
+    ["moonwatch.providers.resource"] = "lua/moonwatch/providers/resource.lua",
+    ["moonwatch.providers.values"] = "lua/moonwatch/providers/values.lua",
+  },
+}
