@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "resolver.h"
@@ -338,12 +339,26 @@ static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo
   free(q);
 }
 
+/* RFC 6761: names under .invalid never resolve, so no query is sent. */
+static int name_is_invalid(const char *host) {
+  size_t len = strlen(host);
+  if (len && host[len - 1] == '.')
+    len--;
+  return (len == 7 && strncasecmp(host, "invalid", 7) == 0) ||
+         (len > 7 && strncasecmp(host + len - 8, ".invalid", 8) == 0);
+}
+
 mw_dns_query *resolver_start(mw_loop *loop, const char *host, mw_resolve_cb cb, void *data,
                              char **addrs, const char **error) {
   *addrs = NULL;
   mw_resolver *r = resolver_get(loop, error);
   if (!r)
     return NULL;
+  if (name_is_invalid(host)) {
+    snprintf(r->error, sizeof r->error, "could not resolve host '%s': not found", host);
+    *error = r->error;
+    return NULL;
+  }
   if (!r->channel_ok && !resolver_open_channel(r, error))
     return NULL;
   size_t len = strlen(host);

@@ -264,8 +264,8 @@ int task_push_result(lua_State *L, mw_task *task) {
     lua_pushboolean(L, 1);
     luaL_checkstack(L, task->nresults, "too many task results");
     luaL_checkstack(task->co, task->nresults, "too many task results");
-    for (int i = task->nresults; i >= 1; i--)
-      lua_pushvalue(task->co, -i);
+    for (int i = 0; i < task->nresults; i++) /* each push moves the top */
+      lua_pushvalue(task->co, -task->nresults);
     lua_xmove(task->co, L, task->nresults);
     return 1 + task->nresults;
   case TASK_FAILED:

@@ -38,7 +38,7 @@ function M.setup(opts)
     file = opts.file,
   })
   if not ok then
-    error((tostring(lg):gsub("^logger: ", "log: ")), 2)
+    error((tostring(lg):gsub("^logger: ", "log: ")), 0)
   end
   sink = lg
   return lg
