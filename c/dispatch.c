@@ -163,6 +163,8 @@ static void slot_tick(uv_timer_t *timer) {
 }
 
 static void slot_start(mw_dispatcher *d, slot *s) {
+  /* d:start() may come long after the loop last ran: schedule from now. */
+  uv_update_time(&d->loop->uv);
   uint64_t now = uv_now(&d->loop->uv);
   s->due_ms = now + (d->spread ? s->offset_ms : 0);
   /* libuv 1.44 spins on a 0 ms timer started from a timer callback. */

@@ -428,6 +428,7 @@ static const char *request_begin_hop(mw_request *req, const char **kind) {
     }
     double remaining = request_remaining(req);
     uint64_t ms = remaining > 0 ? (uint64_t)(remaining * 1000.0) : 0;
+    uv_update_time(&req->loop->uv);
     uv_timer_start(req->deadline, request_on_deadline, ms ? ms : 1, 0);
     return NULL;
   }

@@ -51,7 +51,6 @@ struct mw_resolver {
   uv_timer_t *timer;
   dns_poll *polls;
   int live_queries; /* started and not cancelled */
-  int all_queries;  /* including cancelled ones c-ares still runs */
   char *servers;    /* csv for ares_set_servers_ports_csv, or NULL */
   int timeout_ms, tries;
   int cache_enabled;
@@ -293,7 +292,6 @@ static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo
   (void)timeouts;
   mw_dns_query *q = arg;
   mw_resolver *r = q->resolver;
-  r->all_queries--;
   if (q->cb)
     r->live_queries--;
   char addrs[ADDRS_MAX * (INET6_ADDRSTRLEN + 3)];
@@ -373,7 +371,6 @@ mw_dns_query *resolver_start(mw_loop *loop, const char *host, mw_resolve_cb cb, 
   q->data = data;
   memcpy(q->host, host, len + 1);
   r->live_queries++;
-  r->all_queries++;
   struct ares_addrinfo_hints hints;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
@@ -429,7 +426,7 @@ static int l_dns_configure(lua_State *L) {
   mw_resolver *r = resolver_get(loop, &error);
   if (!r)
     return luaL_error(L, "core.dns_configure: %s", error);
-  if (r->all_queries > 0)
+  if (r->live_queries > 0)
     return luaL_error(L, "core.dns_configure: lookups are in progress; configure the "
                          "resolver before starting checks");
   int have_servers = 0;

@@ -145,9 +145,9 @@ void task_resume(mw_task *task, int nargs) {
       /* A plain coroutine.yield() inside a task: let others run first. */
       task->nargs = 0;
       ready_push(task);
-    } else if (task->cancel_requested) {
-      task_cancel(task);
     }
+    if (task->cancel_requested) /* it cancelled itself while running */
+      task_cancel(task);
     return;
   }
   if (status == LUA_OK) {
@@ -202,8 +202,6 @@ mw_task *task_check_current(lua_State *L, const char *what) {
                "%s must be called from a task (use core.spawn or core.run), "
                "not from the main thread or a coroutine of your own",
                what);
-  if (task->cancel_requested)
-    luaL_error(L, "%s: the task was cancelled", what);
   return task;
 }
 

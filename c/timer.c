@@ -48,6 +48,9 @@ static int l_sleep(lua_State *L) {
   uv_timer_init(&task->loop->uv, &s->timer);
   s->timer.data = s;
   s->task = task;
+  /* The loop's cached time may be a whole turn old; a sleep must not end
+   * early because the task computed before it. */
+  uv_update_time(&task->loop->uv);
   /* libuv 1.44 spins on a 0 ms timer started from a timer callback. */
   uv_timer_start(&s->timer, sleep_fire, ms ? ms : 1, 0);
   task_wait(task, sleep_cancel, s);

@@ -51,12 +51,6 @@ local function assert_failure(kind, res, msg, got_kind)
   return msg
 end
 
--- Runs fn as a task and returns its results. They travel packed in one
--- table: core.run(fn) with several results is broken (see core_task_spec).
-local function run(fn)
-  return table.unpack(core.run(function() return table.pack(fn()) end))
-end
-
 local function assert_ordered(t)
   assert.is_true(t.dns >= 0, "dns >= 0")
   assert.is_true(t.dns <= t.connect, "dns <= connect")
@@ -124,7 +118,7 @@ describe("core HTTP", function()
   describe("fails with a kind, as a result and not an error:", function()
     it("refused (a closed port)", function()
       local port = closed_port()
-      local r, msg, kind = run(function()
+      local r, msg, kind = core.run(function()
         return core.http_request{ url = "http://127.0.0.1:" .. port .. "/", timeout = 5 }
       end)
       assert_failure("refused", r, msg, kind)
@@ -132,7 +126,7 @@ describe("core HTTP", function()
 
     it("timeout (/hang with timeout 0.3), after about 0.3 s", function()
       local t0 = core.now()
-      local r, msg, kind = run(function()
+      local r, msg, kind = core.run(function()
         return core.http_request{ url = srv:url("/hang"), timeout = 0.3 }
       end)
       local dt = core.now() - t0
@@ -141,7 +135,7 @@ describe("core HTTP", function()
     end)
 
     it("reset (/drop)", function()
-      local r, msg, kind = run(function()
+      local r, msg, kind = core.run(function()
         return core.http_request{ url = srv:url("/drop"), timeout = 5 }
       end)
       assert_failure("reset", r, msg, kind)
@@ -149,7 +143,7 @@ describe("core HTTP", function()
 
     it("protocol (/malformed and /garbage)", function()
       for _, path in ipairs({ "/malformed", "/garbage" }) do
-        local r, msg, kind = run(function()
+        local r, msg, kind = core.run(function()
           return core.http_request{ url = srv:url(path), timeout = 5 }
         end)
         assert_failure("protocol", r, msg, kind)
@@ -157,12 +151,12 @@ describe("core HTTP", function()
     end)
 
     it("too_many_redirects (/loop), stopping at max_redirects", function()
-      local r, msg, kind = run(function()
+      local r, msg, kind = core.run(function()
         return core.http_request{ url = srv:url("/loop"), follow_redirects = true }
       end)
       msg = assert_failure("too_many_redirects", r, msg, kind)
       assert.matches("stopped after 5 redirect", msg, 1, true)
-      r, msg, kind = run(function()
+      r, msg, kind = core.run(function()
         return core.http_request{ url = srv:url("/redirect/3"), follow_redirects = true,
                                   max_redirects = 2 }
       end)
@@ -171,7 +165,7 @@ describe("core HTTP", function()
     end)
 
     it("url (a redirect to a scheme other than http/https)", function()
-      local r, msg, kind = run(function()
+      local r, msg, kind = core.run(function()
         return core.http_request{ url = srv:url("/redirect-to?url=ftp%3A%2F%2Fexample.test%2F"),
                                   follow_redirects = true }
       end)
@@ -202,7 +196,7 @@ describe("core HTTP", function()
     collectgarbage()
     collectgarbage()
     local before = rss()
-    local r, msg = run(function()
+    local r, msg = core.run(function()
       return core.http_request{ url = srv:url("/bytes/50000000"), max_body = max_body,
                                 timeout = 30 }
     end)
@@ -391,7 +385,7 @@ describe("core HTTPS", function()
   end)
 
   it("fails with kind tls on a self-signed certificate without ca_file", function()
-    local r, msg, kind = run(function() return core.http_request{ url = srv:url("/page") } end)
+    local r, msg, kind = core.run(function() return core.http_request{ url = srv:url("/page") } end)
     assert_failure("tls", r, msg, kind)
   end)
 
@@ -431,7 +425,7 @@ describe("core HTTPS", function()
   it("fails with kind tls when ca_file does not sign the certificate", function()
     local dir = fixture.tmpdir()
     local other = fixture.make_cert(dir)
-    local r, msg, kind = run(function()
+    local r, msg, kind = core.run(function()
       return core.http_request{ url = srv:url("/page"), ca_file = other }
     end)
     fixture.rmtree(dir)

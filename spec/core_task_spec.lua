@@ -6,9 +6,6 @@ describe("core tasks", function()
     assert.same({ tasks = 0, handles = 0 }, core.stats())
   end)
 
-  -- BUG (c/task.c, task_push_result, TASK_DONE): the copy loop pushes
-  -- lua_pushvalue(co, -i) while the stack grows, so with two or more results
-  -- task:result() and core.run(fn) return wrong values (true, 5, 5 here).
   it("spawns a task that starts on the next loop turn with its arguments", function()
     local seen
     local t = core.spawn(function(a, b) seen = { a, b }; return a + b, "sum" end, 2, 3)
@@ -20,7 +17,6 @@ describe("core tasks", function()
     assert.same({ true, 5, "sum" }, { t:result() })
   end)
 
-  -- BUG: the same task_push_result copy loop ("a", true, true here).
   it("core.run(fn, ...) returns the task's results", function()
     assert.same({ "a", 1, true }, { core.run(function(x) return x, 1, true end, "a") })
     assert.same({}, { core.run(function() end) })
@@ -56,18 +52,37 @@ describe("core tasks", function()
     core.run()
     local elapsed = core.now() - t0
     assert.same({ "no wait", "a", "b", "c" }, order)
-    assert.is_true(elapsed >= 0.06 and elapsed < 0.5, "elapsed " .. elapsed)
+    assert.is_true(elapsed >= 0.059 and elapsed < 0.5, "elapsed " .. elapsed)
   end)
 
-  it("a sleep never ends early", function()
+  it("a sleep lasts its time (to libuv's 1 ms clock)", function()
     core.run(function()
       for _, s in ipairs({ 0, 0.001, 0.013, 0.05 }) do
         local t0 = core.now()
         core.sleep(s)
         local dt = core.now() - t0
-        assert.is_true(dt >= s - 0.0005, ("slept %.4f for %.4f"):format(dt, s))
+        -- the loop's clock counts whole milliseconds, so up to 1 ms early
+        assert.is_true(dt >= s - 0.001, ("slept %.4f for %.4f"):format(dt, s))
+        assert.is_true(dt < s + 0.05, ("slept %.4f for %.4f"):format(dt, s))
       end
     end)
+  end)
+
+  -- BUG (c/timer.c, l_sleep): the timer is started from uv_now(), the loop
+  -- time cached at the start of the loop's turn. A task that computed for a
+  -- while before sleeping gets a sleep that ends early by that much (here
+  -- core.sleep(0.1) after 0.3 s of work returns at once). uv_update_time()
+  -- before uv_timer_start fixes it (the same holds for the DNS deadline
+  -- timer in c/request.c, request_begin_hop).
+  it("a sleep never ends early, even after the task computed for a while", function()
+    local dt = core.run(function()
+      local t = core.now()
+      while core.now() - t < 0.3 do end
+      local t0 = core.now()
+      core.sleep(0.1)
+      return core.now() - t0
+    end)
+    assert.is_true(dt >= 0.0995, ("core.sleep(0.1) returned after %.4f s"):format(dt))
   end)
 
   it("a plain coroutine.yield() lets the other tasks run", function()
