@@ -337,13 +337,13 @@ static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo
   free(q);
 }
 
-/* RFC 6761: names under .invalid never resolve, so no query is sent. */
-static int name_is_invalid(const char *host) {
-  size_t len = strlen(host);
+/* Whether host is the special-use name or a name under it (RFC 6761). */
+static int name_is_under(const char *host, const char *name) {
+  size_t len = strlen(host), n = strlen(name);
   if (len && host[len - 1] == '.')
     len--;
-  return (len == 7 && strncasecmp(host, "invalid", 7) == 0) ||
-         (len > 7 && strncasecmp(host + len - 8, ".invalid", 8) == 0);
+  return (len == n && strncasecmp(host, name, n) == 0) ||
+         (len > n && host[len - n - 1] == '.' && strncasecmp(host + len - n, name, n) == 0);
 }
 
 mw_dns_query *resolver_start(mw_loop *loop, const char *host, mw_resolve_cb cb, void *data,
@@ -352,9 +352,17 @@ mw_dns_query *resolver_start(mw_loop *loop, const char *host, mw_resolve_cb cb, 
   mw_resolver *r = resolver_get(loop, error);
   if (!r)
     return NULL;
-  if (name_is_invalid(host)) {
+  /* RFC 6761: .invalid never resolves and localhost is the loopback, with
+   * or without a hosts file, so neither sends a query. */
+  if (name_is_under(host, "invalid")) {
     snprintf(r->error, sizeof r->error, "could not resolve host '%s': not found", host);
     *error = r->error;
+    return NULL;
+  }
+  if (name_is_under(host, "localhost")) {
+    *addrs = strdup("127.0.0.1,[::1]");
+    if (!*addrs)
+      *error = "out of memory";
     return NULL;
   }
   if (!r->channel_ok && !resolver_open_channel(r, error))
