@@ -6,5 +6,6 @@
 
 int luaopen_moonwatch_core(lua_State *L);
 void lua_log_register(lua_State *L);
+void lua_log_flush_all(void);
 
 #endif

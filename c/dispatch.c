@@ -36,7 +36,7 @@ struct mw_dispatcher {
   int spread;
   int self_ref;
   int on_error_ref;
-  uint64_t scheduled, run, skipped, failed, cancelled;
+  uint64_t scheduled, run, skipped, failed, down, cancelled;
   uint64_t late_count, late_over;
   double late_max;
   uint32_t late[LATE_BUCKETS];
@@ -125,6 +125,8 @@ static void slot_check_done(mw_task *task, void *data) {
     report_failure(s->d, s, task);
   } else if (task->state == TASK_CANCELLED) {
     s->d->cancelled++;
+  } else if (task->nresults > 0 && !lua_toboolean(task->co, -task->nresults)) {
+    s->d->down++; /* check returned nil or false: what it watches is down */
   }
 }
 
@@ -304,6 +306,7 @@ static int l_stats(lua_State *L) {
   set_int(L, "run", d->run);
   set_int(L, "skipped", d->skipped);
   set_int(L, "failed", d->failed);
+  set_int(L, "down", d->down);
   set_int(L, "cancelled", d->cancelled);
   set_int(L, "running", (uint64_t)running);
   lua_createtable(L, 0, 3);

@@ -15,6 +15,8 @@ struct mw_http {
   uv_timer_t *timer;
   mw_request *inflight; /* list of requests between perform and result */
   int sockets;
+  struct http_socket_s **by_fd; /* polls by fd, parked ones included */
+  int by_fd_cap;
   int requests; /* request objects alive */
   long maxconnects;
 };
@@ -67,6 +69,7 @@ struct mw_request {
 };
 
 mw_http *http_get(mw_loop *loop, const char **error);
+int http_on_closesocket(void *clientp, curl_socket_t fd);
 void http_drain(mw_http *http);
 void http_count_requests(mw_http *http, int delta);
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #define LOG_BUF_INIT 4096
+#define LOG_BATCH_MAX (64 * 1024)
 #define LOG_WIDTH_MAX 1000 /* width and precision; larger is surely a typo */
 
 enum {
@@ -78,6 +79,9 @@ struct mw_logger {
   log_time_cache tc;
   char *buf;
   size_t buf_cap;
+  bool batch; /* records wait in pend until logger_flush */
+  char *pend;
+  size_t pend_len, pend_cap;
 };
 
 typedef struct {
@@ -794,7 +798,43 @@ int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, cons
   if (!rec) {
     return -ENOMEM;
   }
-  return logger_write_all(lg->fd, rec, len);
+  if (!lg->batch) {
+    return logger_write_all(lg->fd, rec, len);
+  }
+  if (lg->pend_len + len > lg->pend_cap) {
+    int rc = logger_flush(lg);
+    if (rc < 0) {
+      return rc;
+    }
+    if (len > lg->pend_cap) { /* bigger than the whole batch: on its own */
+      return logger_write_all(lg->fd, rec, len);
+    }
+  }
+  memcpy(lg->pend + lg->pend_len, rec, len);
+  lg->pend_len += len;
+  return 0;
+}
+
+int logger_flush(mw_logger *lg) {
+  if (!lg->pend_len) {
+    return 0;
+  }
+  size_t len = lg->pend_len;
+  lg->pend_len = 0;
+  return logger_write_all(lg->fd, lg->pend, len);
+}
+
+int logger_set_batch(mw_logger *lg, bool batch) {
+  if (batch && !lg->pend) {
+    lg->pend = malloc(LOG_BATCH_MAX);
+    if (!lg->pend) {
+      return -ENOMEM;
+    }
+    lg->pend_cap = LOG_BATCH_MAX;
+  }
+  int rc = batch ? 0 : logger_flush(lg);
+  lg->batch = batch;
+  return rc;
 }
 
 /* ---- lifecycle ---- */
@@ -831,9 +871,11 @@ void logger_free(mw_logger *lg) {
   if (!lg) {
     return;
   }
+  logger_flush(lg);
   if (lg->fd_owned) {
     close(lg->fd);
   }
+  free(lg->pend);
   free(lg->segs);
   free(lg->lits);
   free(lg->buf);
@@ -841,6 +883,7 @@ void logger_free(mw_logger *lg) {
 }
 
 void logger_set_fd(mw_logger *lg, int fd, bool owned) {
+  logger_flush(lg);
   if (lg->fd_owned && lg->fd != fd) {
     close(lg->fd);
   }

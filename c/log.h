@@ -50,6 +50,13 @@ void logger_set_fd(mw_logger *lg, int fd, bool owned);
 int logger_open_file(mw_logger *lg, const char *path, char *err, size_t errsz);
 int logger_fd(const mw_logger *lg);
 
+/* In batch mode logger_log queues whole records (up to 64 KiB) and
+ * logger_flush writes them in one write(2): a busy loop turn costs one
+ * syscall, and records still never split or interleave. */
+int logger_set_batch(mw_logger *lg, bool batch);
+/* Writes the queued records; 0 or -errno. */
+int logger_flush(mw_logger *lg);
+
 int logger_level(const mw_logger *lg);
 void logger_set_level(mw_logger *lg, int level);
 /* True when records of this level pass the logger's level (level >= it). */

@@ -2,8 +2,10 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
+#include "core.h"
 #include "loop.h"
 
 static const char loop_key = 'L';
@@ -18,6 +20,11 @@ static void handle_close_orphan(uv_handle_t *handle, void *arg) {
   }
 }
 
+static void loop_on_prepare(uv_prepare_t *prepare) {
+  (void)prepare;
+  lua_log_flush_all();
+}
+
 static int loop_gc(lua_State *L) {
   mw_loop *loop = lua_touserdata(L, 1);
   if (loop->closed)
@@ -28,6 +35,7 @@ static int loop_gc(lua_State *L) {
   signal_shutdown(loop);
   loop->closed = 1;
   uv_close((uv_handle_t *)&loop->ready_idle, NULL);
+  uv_close((uv_handle_t *)&loop->flush_prepare, NULL);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   int orphans = 0;
   uv_walk(&loop->uv, handle_close_orphan, &orphans);
@@ -63,6 +71,9 @@ mw_loop *loop_get(lua_State *L) {
   lua_pop(L, 1);
   loop->uv.data = loop;
   task_queue_init(loop);
+  uv_prepare_init(&loop->uv, &loop->flush_prepare);
+  uv_prepare_start(&loop->flush_prepare, loop_on_prepare);
+  uv_unref((uv_handle_t *)&loop->flush_prepare); /* never keeps the loop alive */
   return loop;
 }
 
@@ -120,6 +131,7 @@ static int l_run(lua_State *L) {
   }
   loop->running = 0;
   loop->L = outer;
+  lua_log_flush_all(); /* what the run logged is out when it returns */
   if (!target)
     return 0;
   if (deadlock) {
@@ -148,6 +160,20 @@ static int l_time(lua_State *L) {
   return 1;
 }
 
+/* core.rusage() -> { user = s, system = s, maxrss = KiB } of this process */
+static int l_rusage(lua_State *L) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  lua_createtable(L, 0, 3);
+  lua_pushnumber(L, (lua_Number)ru.ru_utime.tv_sec + (lua_Number)ru.ru_utime.tv_usec / 1e6);
+  lua_setfield(L, -2, "user");
+  lua_pushnumber(L, (lua_Number)ru.ru_stime.tv_sec + (lua_Number)ru.ru_stime.tv_usec / 1e6);
+  lua_setfield(L, -2, "system");
+  lua_pushinteger(L, ru.ru_maxrss);
+  lua_setfield(L, -2, "maxrss");
+  return 1;
+}
+
 static void handle_count_active(uv_handle_t *handle, void *arg) {
   int *count = arg;
   if (uv_is_active(handle) && uv_has_ref(handle) && !uv_is_closing(handle))
@@ -170,8 +196,8 @@ static int l_stats(lua_State *L) {
 }
 
 void loop_register(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"run", l_run}, {"now", l_now}, {"time", l_time}, {"stats", l_stats}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"run", l_run},     {"now", l_now},       {"time", l_time},
+                                   {"stats", l_stats}, {"rusage", l_rusage}, {NULL, NULL}};
   loop_get(L);
   luaL_setfuncs(L, funcs, 0);
 }

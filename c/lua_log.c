@@ -15,9 +15,28 @@
 #define LOGGER_MT "moonwatch.logger"
 #define LEVEL_HINT "(use DEBUG, INFO, WARNING, ERROR, CRITICAL)"
 
-typedef struct {
-  mw_logger *lg; /* NULL once collected */
+typedef struct lua_logger {
+  mw_logger *lg;                  /* NULL once collected */
+  struct lua_logger *prev, *next; /* batching loggers, for lua_log_flush_all */
 } lua_logger;
+
+static lua_logger *batching;
+
+static void batching_remove(lua_logger *u) {
+  if (u->prev)
+    u->prev->next = u->next;
+  else if (batching == u)
+    batching = u->next;
+  if (u->next)
+    u->next->prev = u->prev;
+  u->prev = u->next = NULL;
+}
+
+/* The loop calls this once per turn, before it waits for I/O. */
+void lua_log_flush_all(void) {
+  for (lua_logger *u = batching; u; u = u->next)
+    logger_flush(u->lg);
+}
 
 /* Methods get the metatable as upvalue 1: comparing it is cheaper than
  * luaL_checkudata's registry lookup on every log call. */
@@ -166,6 +185,7 @@ static int l_format(lua_State *L) {
 static int l_gc(lua_State *L) {
   lua_logger *u = lua_touserdata(L, 1);
   if (u) {
+    batching_remove(u);
     logger_free(u->lg);
     u->lg = NULL;
   }
@@ -184,9 +204,11 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
-static const char *const options[] = {"level", "format", "fd", "file", NULL};
+static const char *const options[] = {"level", "format", "fd", "file", "batch", NULL};
 
-/* core.logger{ level = "INFO", format = <format or "json">, fd = 1 | file = path } */
+/* core.logger{ level = "INFO", format = <format or "json">, fd = 1 | file = path,
+ * batch = false }: with batch, the records of one loop turn go out together
+ * when the loop is about to wait (or at lg:flush()). */
 static int l_logger_new(lua_State *L) {
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
@@ -203,7 +225,7 @@ static int l_logger_new(lua_State *L) {
     }
     if (!known) {
       lua_pushvalue(L, -2); /* luaL_tolstring on the key itself would confuse lua_next */
-      return luaL_error(L, "logger: unknown option '%s' (use level, format, fd, file)",
+      return luaL_error(L, "logger: unknown option '%s' (use level, format, fd, file, batch)",
                         luaL_tolstring(L, -1, NULL));
     }
   }
@@ -244,8 +266,11 @@ static int l_logger_new(lua_State *L) {
 
   /* The userdata exists before the logger so __gc frees it if a later step
    * raises. */
+  int batch = lua_getfield(L, 1, "batch") != LUA_TNIL && lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_logger *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->lg = NULL;
+  u->prev = u->next = NULL;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   char err[MW_LOG_ERR_SIZE];
@@ -260,14 +285,43 @@ static int l_logger_new(lua_State *L) {
   } else {
     logger_set_fd(u->lg, fd, false);
   }
+  if (batch) {
+    if (logger_set_batch(u->lg, true) < 0)
+      return luaL_error(L, "logger: out of memory");
+    u->next = batching;
+    if (batching)
+      batching->prev = u;
+    batching = u;
+  }
+  return 1;
+}
+
+/* lg:flush() writes the records a batching logger holds. */
+static int l_flush(lua_State *L) {
+  int rc = logger_flush(check_logger(L));
+  if (rc < 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "logger: write failed: %s", strerror(-rc));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
   return 1;
 }
 
 static const luaL_Reg logger_methods[] = {
-    {"log", l_log},         {"debug", l_debug}, {"info", l_info},
-    {"warning", l_warning}, {"error", l_error}, {"critical", l_critical},
-    {"enabled", l_enabled}, {"level", l_level}, {"set_level", l_set_level},
-    {"format", l_format},   {"__gc", l_gc},     {"__tostring", l_tostring},
+    {"log", l_log},
+    {"debug", l_debug},
+    {"info", l_info},
+    {"warning", l_warning},
+    {"error", l_error},
+    {"critical", l_critical},
+    {"enabled", l_enabled},
+    {"level", l_level},
+    {"set_level", l_set_level},
+    {"format", l_format},
+    {"flush", l_flush},
+    {"__gc", l_gc},
+    {"__tostring", l_tostring},
     {NULL, NULL},
 };
 

@@ -17,6 +17,7 @@ Options:
   --set key.path=value  override a setting (repeatable), e.g. --set log.level=DEBUG
   --check               load the config, build every monitor, report errors, exit
   --once                run every monitor once, print the records, exit 1 if any failed
+  --stats               at exit, print the schedule's figures as one JSON line on stderr
   -l script.lua [args]  run a Lua script with moonwatch's modules (like lua5.4)
   --help                show this help
   --version             show the version
@@ -38,6 +39,7 @@ function M.parse(argv)
     elseif a == "--version" then opts.version = true
     elseif a == "--check" then opts.check = true
     elseif a == "--once" then opts.once = true
+    elseif a == "--stats" then opts.stats = true
     elseif a == "--set" then
       local v = argv[i + 1]
       if not v then return nil, "--set needs key.path=value" end
@@ -133,10 +135,25 @@ local function run_once(dispatcher)
   return failed
 end
 
+--- The figures `--stats` prints: counters, lateness, CPU, memory, times.
+function M.stats_line(dispatcher, t0)
+  local st, ru = dispatcher:stats(), core.rusage()
+  local now = core.now()
+  local started = dispatcher.started_at or now
+  return string.format('{"monitors":%d,"scheduled":%d,"run":%d,"skipped":%d,"failed":%d,'
+    .. '"down":%d,"cancelled":%d,"lateness_ms":{"p50":%.3f,"p99":%.3f,"max":%.3f},'
+    .. '"startup_s":%.3f,"elapsed_s":%.3f,"cpu_user_s":%.3f,"cpu_system_s":%.3f,'
+    .. '"maxrss_kb":%d}\n',
+    st.monitors, st.scheduled, st.run, st.skipped, st.failed, st.down, st.cancelled,
+    st.lateness.p50, st.lateness.p99, st.lateness.max, started - t0, now - started,
+    ru.user, ru.system, ru.maxrss)
+end
+
 --- The command; returns the exit status.
 ---@param argv string[]
 ---@return integer
 function M.main(argv)
+  local t0 = core.now()
   local opts, err = M.parse(argv)
   if not opts then
     say("%s", err)
@@ -190,6 +207,7 @@ function M.main(argv)
   else
     dispatcher:run()
   end
+  if opts.stats and dispatcher.stats then io.stderr:write(M.stats_line(dispatcher, t0)) end
   ok, err = pcall(c.shutdown_resources, c)
   if not ok then
     say("%s", tostring(err))

@@ -50,6 +50,7 @@ function Dispatcher:start()
   self.logger:info("Starting up")
   self.stopping = false
   self.core:start()
+  self.started_at = core.now()
 end
 
 --- Cancels every running check and stops the schedule; the loop then ends.

@@ -18,7 +18,9 @@ local sink = nil      -- the core logger records go to
 local captures = {}   -- active captures, innermost last
 
 local function root()
-  if not sink then sink = core.logger{ level = "INFO", format = M.DEFAULT_FORMAT } end
+  if not sink then
+    sink = core.logger{ level = "INFO", format = M.DEFAULT_FORMAT, batch = true }
+  end
   return sink
 end
 
@@ -36,10 +38,14 @@ function M.setup(opts)
     level = opts.level or "INFO",
     format = opts.format or M.DEFAULT_FORMAT,
     file = opts.file,
+    -- the records of one loop turn go out in one write, flushed before
+    -- the loop waits for I/O
+    batch = true,
   })
   if not ok then
     error((tostring(lg):gsub("^logger: ", "log: ")), 0)
   end
+  if sink then sink:flush() end
   sink = lg
   return lg
 end
