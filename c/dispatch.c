@@ -75,8 +75,10 @@ static double late_quantile(const mw_dispatcher *d, double q) {
   uint64_t seen = 0;
   for (size_t b = 0; b < LATE_BUCKETS; b++) {
     seen += d->late[b];
-    if (seen > want)
-      return (double)(b + 1) * LATE_STEP_MS; /* the bucket's upper edge */
+    if (seen > want) { /* the bucket's upper edge, but never past the max */
+      double edge = (double)(b + 1) * LATE_STEP_MS;
+      return edge < d->late_max ? edge : d->late_max;
+    }
   }
   return d->late_max;
 }
@@ -87,14 +89,15 @@ static int check_done(lua_State *L, int status, lua_KContext ctx) {
   (void)L;
   (void)status;
   (void)ctx;
-  return 0;
+  return 1;
 }
 
+/* Returns the check's first result: nil or false counts the target down. */
 static int check_run(lua_State *L) {
   lua_getfield(L, 1, "check");
   lua_insert(L, 1);
-  lua_callk(L, 1, 0, 0, check_done);
-  return 0;
+  lua_callk(L, 1, 1, 0, check_done);
+  return 1;
 }
 
 static void report_failure(mw_dispatcher *d, slot *s, mw_task *task) {
