@@ -52,6 +52,7 @@ build = {
         "c/signal.c",
         "c/task.c",
         "c/timer.c",
+        "c/transfer.c",
       },
       defines = { 'MOONWATCH_VERSION="0.1.0"', "_GNU_SOURCE" },
       incdirs = { "$(UV_INCDIR)", "$(CARES_INCDIR)" },

@@ -2,14 +2,12 @@
  *
  * One multi handle per loop (so connections are shared and reused), one
  * uv_poll per curl socket attached with curl_multi_assign, one timer that
- * follows CURLMOPT_TIMERFUNCTION. A connection that goes back to curl's
- * cache keeps its poll, parked (watching only for the server closing it),
- * until curl closes the socket: re-adding and removing the fd from epoll on
- * every check cost 8% of a saturated core. Finished transfers are collected after
- * every socket action; that is the only place a task is resumed, never from
- * inside a curl callback. See ../shared/CURL_LIBUV_NOTES.md.
- */
+ * follows CURLMOPT_TIMERFUNCTION. A poll is changed only when the events
+ * curl wants change (each uv_poll_start is an epoll DEL and ADD), and a
+ * connection back in curl's cache keeps its stopped poll until curl closes
+ * the socket, so the next request on it needs no new handle. */
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,7 +19,7 @@ typedef struct http_socket_s {
   curl_socket_t fd;
   int want;   /* what curl asked to watch */
   int events; /* what the poll watches now (libuv stops it on errors) */
-  int parked; /* curl does not watch it now: an idle cached connection */
+  int idle;   /* curl does not watch it now: an idle cached connection */
   mw_http *http;
 } http_socket;
 
@@ -60,6 +58,7 @@ static void timer_free(uv_handle_t *handle) {
 }
 
 static void http_on_timeout(uv_timer_t *timer);
+static void http_size_cache(mw_http *http);
 static void http_on_poll(uv_poll_t *handle, int status, int events);
 
 /* Changes what the poll watches only when it differs: each uv_poll_start
@@ -82,22 +81,17 @@ void http_drain(mw_http *http) {
       continue;
     CURL *easy = msg->easy_handle;
     CURLcode result = msg->data.result;
-    mw_request *req = NULL;
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&req);
+    mw_transfer *t = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
     curl_multi_remove_handle(http->multi, easy);
-    request_transfer_done(req, result);
+    http_count_transfer(http, -1);
+    request_transfer_done(t->req, result);
   }
 }
 
 static void http_on_poll(uv_poll_t *handle, int status, int events) {
   http_socket *sock = handle->data;
   mw_http *http = sock->http;
-  if (sock->parked) {
-    /* The server closed an idle connection (or sent what it should not):
-     * stop watching; curl finds it dead when it next picks it. */
-    socket_watch(sock, 0);
-    return;
-  }
   int flags = 0;
   if (events & UV_READABLE)
     flags |= CURL_CSELECT_IN;
@@ -114,7 +108,7 @@ static void http_on_poll(uv_poll_t *handle, int status, int events) {
   curl_multi_socket_action(http->multi, sock->fd, flags, &running);
   /* Closing frees sock only in the close callback, so it is still readable
    * here; if curl still wants the socket, watch it again. */
-  if (status < 0 && !uv_is_closing((uv_handle_t *)handle) && !sock->parked)
+  if (status < 0 && !uv_is_closing((uv_handle_t *)handle) && !sock->idle)
     socket_watch(sock, sock->want);
   http_drain(http);
 }
@@ -126,12 +120,11 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
   if (what == CURL_POLL_REMOVE) {
     if (sock) {
       curl_multi_assign(http->multi, fd, NULL);
-      sock->parked = 1;
+      /* Stopped, not closed: if curl closes the socket without telling us,
+       * a new socket with the same fd reuses this stopped handle safely. */
+      sock->idle = 1;
       sock->want = 0;
-      /* Usually already the mask in epoll, so this costs no syscall. An
-       * idle connection must not keep the loop running. */
-      socket_watch(sock, UV_READABLE);
-      uv_unref((uv_handle_t *)&sock->poll);
+      socket_watch(sock, 0);
     }
     return 0;
   }
@@ -149,14 +142,12 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     sock->fd = fd;
     sock->want = sock->events = 0;
     sock->http = http;
-    sock->parked = 1; /* assigned to curl just below */
-    uv_unref((uv_handle_t *)&sock->poll);
+    sock->idle = 1; /* assigned to curl just below */
     sock->poll.data = sock;
     http->sockets++;
   }
-  if (sock->parked) {
-    sock->parked = 0;
-    uv_ref((uv_handle_t *)&sock->poll);
+  if (sock->idle) {
+    sock->idle = 0;
     curl_multi_assign(http->multi, fd, sock);
   }
   int events = 0;
@@ -172,10 +163,18 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 static int http_on_timer(CURLM *multi, long timeout_ms, void *userp) {
   (void)multi;
   mw_http *http = userp;
-  if (timeout_ms < 0)
+  if (timeout_ms < 0) {
     uv_timer_stop(http->timer);
-  else /* libuv 1.44 spins on a 0 ms timer started from a timer callback */
-    uv_timer_start(http->timer, http_on_timeout, timeout_ms ? (uint64_t)timeout_ms : 1, 0);
+    return 0;
+  }
+  /* libuv 1.44 spins on a 0 ms timer started from a timer callback. */
+  uint64_t ms = timeout_ms ? (uint64_t)timeout_ms : 1;
+  /* Keep a sooner deadline: curl asks again after every new transfer, and
+   * re-arming each time pushed the timer out for as long as checks kept
+   * starting (10,000 a second never let it fire). Firing early is harmless. */
+  if (uv_is_active((uv_handle_t *)http->timer) && uv_timer_get_due_in(http->timer) <= ms)
+    return 0;
+  uv_timer_start(http->timer, http_on_timeout, ms, 0);
   return 0;
 }
 
@@ -228,17 +227,72 @@ mw_http *http_get(mw_loop *loop, const char **error) {
   curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, http_on_timer);
   curl_multi_setopt(multi, CURLMOPT_TIMERDATA, http);
   loop->http = http;
+  http_size_cache(http);
   return http;
 }
 
-void http_count_requests(mw_http *http, int delta) {
-  http->requests += delta;
-  /* curl sizes its connection cache to 4 x the transfers in flight, not to
-   * the endpoints we keep warm; size it to the request objects. */
-  if (delta > 0 && http->requests + 16 > http->maxconnects) {
-    http->maxconnects = http->requests * 2 + 16;
-    curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, http->maxconnects);
+static uint32_t endpoint_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (uint8_t)*s) * 16777619u;
+  return h;
+}
+
+/* curl sizes its connection cache to 4 x the transfers in flight, not to the
+ * endpoints we keep warm (2,000 hosts opened a connection per request); a
+ * cache far larger than the endpoints fills one host's bundle with idle
+ * connections that every request to it scans. So: one per endpoint, plus
+ * curl's own 4 per transfer at the busiest so far. */
+static void http_size_cache(mw_http *http) {
+  long want = http->nendpoints + 4L * http->peak_transfers + 16;
+  if (want != http->maxconnects) {
+    http->maxconnects = want;
+    curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, want);
   }
+}
+
+http_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port) {
+  char key[512];
+  snprintf(key, sizeof key, "%s:%ld", host, port);
+  uint32_t b = endpoint_hash(key) % HTTP_ENDPOINT_BUCKETS;
+  http_endpoint *e = http->endpoints[b];
+  while (e && strcmp(e->key, key) != 0)
+    e = e->next;
+  if (!e) {
+    size_t len = strlen(key);
+    e = malloc(sizeof *e + len + 1);
+    if (!e)
+      return NULL;
+    memcpy(e->key, key, len + 1);
+    e->refs = 0;
+    e->bucket = b;
+    e->next = http->endpoints[b];
+    http->endpoints[b] = e;
+    http->nendpoints++;
+    http_size_cache(http);
+  }
+  e->refs++;
+  return e;
+}
+
+void http_count_transfer(mw_http *http, int delta) {
+  http->transfers += delta;
+  if (http->transfers > http->peak_transfers) {
+    http->peak_transfers = http->transfers;
+    http_size_cache(http);
+  }
+}
+
+void http_endpoint_unref(mw_http *http, http_endpoint *e) {
+  if (!e || --e->refs > 0)
+    return;
+  http_endpoint **p = &http->endpoints[e->bucket];
+  while (*p != e)
+    p = &(*p)->next;
+  *p = e->next;
+  free(e);
+  http->nendpoints--;
+  http_size_cache(http);
 }
 
 void http_shutdown(mw_loop *loop) {
@@ -254,8 +308,16 @@ void http_shutdown(mw_loop *loop) {
     if (http->inflight == req)
       request_abort(req);
   }
+  transfer_pool_free(http);
   curl_multi_cleanup(http->multi);
   http->multi = NULL;
+  for (int b = 0; b < HTTP_ENDPOINT_BUCKETS; b++) {
+    while (http->endpoints[b]) {
+      http_endpoint *e = http->endpoints[b];
+      http->endpoints[b] = e->next;
+      free(e);
+    }
+  }
   /* curl closes its cache with a handle of its own, without our close
    * callback: the polls left are on fds curl has closed. */
   for (int fd = 0; fd < http->by_fd_cap; fd++)

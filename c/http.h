@@ -8,6 +8,18 @@
 #include "resolver.h"
 
 typedef struct mw_request mw_request;
+typedef struct mw_transfer mw_transfer;
+
+#define HTTP_ENDPOINT_BUCKETS 4096
+
+/* A host:port that request objects point at, counted to size curl's
+ * connection cache. */
+typedef struct http_endpoint {
+  struct http_endpoint *next;
+  int refs;
+  uint32_t bucket;
+  char key[];
+} http_endpoint;
 
 struct mw_http {
   mw_loop *loop;
@@ -17,8 +29,13 @@ struct mw_http {
   int sockets;
   struct http_socket_s **by_fd; /* polls by fd, parked ones included */
   int by_fd_cap;
-  int requests; /* request objects alive */
   long maxconnects;
+  http_endpoint *endpoints[HTTP_ENDPOINT_BUCKETS];
+  int nendpoints;
+  int transfers, peak_transfers; /* in curl's hands */
+  uint64_t next_request_id;
+  mw_transfer *idle; /* the transfer pool */
+  int idle_count;
 };
 
 typedef enum { REQ_IDLE, REQ_RESOLVING, REQ_TRANSFER } mw_request_phase;
@@ -28,19 +45,41 @@ typedef struct {
   size_t len, cap;
 } mw_buf;
 
+/* A curl easy handle from the pool, and the response it receives. */
+struct mw_transfer {
+  CURL *easy;
+  mw_http *http;
+  mw_request *req;     /* the request it runs now, NULL when idle */
+  uint64_t configured; /* id of the request whose settings it holds */
+  int dirty;           /* settings changed since (a redirect, a freed request) */
+  size_t max_body;
+  mw_buf body, head;
+  size_t size;
+  int truncated;
+  char errbuf[CURL_ERROR_SIZE];
+  struct mw_transfer *next; /* in the idle pool */
+};
+
 struct mw_request {
   mw_loop *loop;
   mw_http *http;
-  CURL *easy;
-  mw_task *task; /* the waiting task while in flight */
-  int self_ref;  /* anchors the userdata while in flight */
+  uint64_t id;
+  http_endpoint *endpoint; /* of its own url */
+  mw_transfer *xfer;       /* while the transfer runs */
+  mw_task *task;           /* the waiting task while in flight */
+  int self_ref;            /* anchors the userdata while in flight */
   mw_request_phase phase;
   mw_request *prev, *next;
 
   /* settings, fixed at prepare */
   char *url;
   char *method;
+  char *body;
+  size_t body_len;
   int has_body;
+  char *ca_file;
+  char *user_agent;
+  int verify, fresh;
   double timeout, connect_timeout;
   int follow;
   long max_redirects;
@@ -54,26 +93,30 @@ struct mw_request {
   int host_literal;
   char *resolved; /* the CURLOPT_RESOLVE entry curl has, to set it only on change */
   struct curl_slist *resolve;
-  int method_changed; /* a 303 turned it into GET; restore at next perform */
   mw_dns_query *dns;
   uv_timer_t *deadline; /* bounds the DNS phase; curl bounds the rest */
   uint64_t start_ns, hop_ns, dns_ns;
   int redirects;
   double redirect_s;
-
-  /* the response */
-  mw_buf body, head;
-  size_t size;
-  int truncated;
-  char errbuf[CURL_ERROR_SIZE];
 };
 
 mw_http *http_get(mw_loop *loop, const char **error);
 int http_on_closesocket(void *clientp, curl_socket_t fd);
 void http_drain(mw_http *http);
-void http_count_requests(mw_http *http, int delta);
+http_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port);
+void http_endpoint_unref(mw_http *http, http_endpoint *e);
+void http_count_transfer(mw_http *http, int delta);
 
 void request_transfer_done(mw_request *req, CURLcode result);
+/* Sets the request's own options on an easy handle. */
+void request_apply(mw_request *req, CURL *easy);
+
+mw_transfer *transfer_acquire(mw_http *http, mw_request *req);
+void transfer_release(mw_transfer *t);
+/* A request object is going away: transfers holding its settings must be
+ * set up again before their next use. */
+void transfer_forget(mw_http *http, uint64_t request_id);
+void transfer_pool_free(mw_http *http);
 /* Stops the request without resuming its task. */
 void request_abort(mw_request *req);
 

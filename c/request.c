@@ -1,5 +1,6 @@
-/* Request objects: one curl easy handle each, set up once and reused for
- * every perform (reuse keeps the connection and the TLS session warm).
+/* Request objects: the settings of a request, performed again and again.
+ * Each perform borrows a curl easy handle from the transfer pool
+ * (transfer.c); connections are shared and reused by the multi handle.
  *
  * A perform resolves the host with c-ares when needed, hands curl the
  * addresses, adds the transfer and yields the task. Redirects are followed
@@ -19,7 +20,6 @@
 #define DEFAULT_TIMEOUT 30.0
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_MAX_REDIRECTS 5
-#define HEAD_MAX (64 * 1024)
 
 #ifndef MOONWATCH_VERSION
 #define MOONWATCH_VERSION "dev"
@@ -41,53 +41,6 @@ static const char *const option_names[] = {"url",
                                            NULL};
 
 static char url_error[512];
-
-/* Buffers */
-
-static int buf_append(mw_buf *b, const char *data, size_t len, size_t limit) {
-  if (b->len + len > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 4096;
-    while (cap < b->len + len)
-      cap *= 2;
-    if (cap > limit)
-      cap = limit;
-    char *p = realloc(b->data, cap);
-    if (!p)
-      return 0;
-    b->data = p;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, data, len);
-  b->len += len;
-  return 1;
-}
-
-static size_t on_body(char *data, size_t size, size_t n, void *userp) {
-  mw_request *req = userp;
-  size_t len = size * n;
-  req->size += len;
-  size_t room = req->max_body - req->body.len;
-  size_t take = len < room ? len : room;
-  /* Past max_body the bytes are counted and dropped: memory stays bounded
-   * whatever the server sends. */
-  if (take && !buf_append(&req->body, data, take, req->max_body))
-    req->truncated = 1;
-  if (take < len)
-    req->truncated = 1;
-  return len;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *userp) {
-  mw_request *req = userp;
-  size_t len = size * n;
-  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-    req->head.len = 0; /* a new response (after 100 Continue) starts over */
-    return len;
-  }
-  if (req->head.len + len <= HEAD_MAX)
-    buf_append(&req->head, data, len, HEAD_MAX);
-  return len;
-}
 
 /* URLs */
 
@@ -148,6 +101,10 @@ static void request_detach(mw_request *req) {
   req->prev = req->next = NULL;
   if (req->deadline)
     uv_timer_stop(req->deadline);
+  if (req->xfer) {
+    transfer_release(req->xfer);
+    req->xfer = NULL;
+  }
   req->phase = REQ_IDLE;
   req->task = NULL;
   luaL_unref(req->loop->L, LUA_REGISTRYINDEX, req->self_ref);
@@ -159,7 +116,8 @@ void request_abort(mw_request *req) {
     resolver_cancel(req->dns);
     req->dns = NULL;
   } else if (req->phase == REQ_TRANSFER) {
-    curl_multi_remove_handle(req->http->multi, req->easy);
+    curl_multi_remove_handle(req->http->multi, req->xfer->easy);
+    http_count_transfer(req->http, -1);
   }
   request_detach(req);
 }
@@ -223,11 +181,11 @@ static void set_number(lua_State *co, const char *key, double value) {
  * reused connection skips). */
 static void push_times(lua_State *co, mw_request *req) {
   curl_off_t nl = 0, ct = 0, app = 0, st = 0, tt = 0;
-  curl_easy_getinfo(req->easy, CURLINFO_NAMELOOKUP_TIME_T, &nl);
-  curl_easy_getinfo(req->easy, CURLINFO_CONNECT_TIME_T, &ct);
-  curl_easy_getinfo(req->easy, CURLINFO_APPCONNECT_TIME_T, &app);
-  curl_easy_getinfo(req->easy, CURLINFO_STARTTRANSFER_TIME_T, &st);
-  curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &tt);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_NAMELOOKUP_TIME_T, &nl);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_CONNECT_TIME_T, &ct);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_APPCONNECT_TIME_T, &app);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_STARTTRANSFER_TIME_T, &st);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_TOTAL_TIME_T, &tt);
   double base = req->redirect_s + (double)req->dns_ns / 1e9;
   double t = base + (double)nl / 1e6;
   lua_createtable(co, 0, 6);
@@ -255,26 +213,27 @@ static void request_succeed(mw_request *req, long status) {
   lua_createtable(co, 0, 12);
   lua_pushinteger(co, status);
   lua_setfield(co, -2, "status");
-  push_headers(co, &req->head);
+  mw_transfer *t = req->xfer;
+  push_headers(co, &t->head);
   lua_setfield(co, -2, "headers");
-  lua_pushlstring(co, req->body.data ? req->body.data : "", req->body.len);
+  lua_pushlstring(co, t->body.data ? t->body.data : "", t->body.len);
   lua_setfield(co, -2, "body");
-  lua_pushinteger(co, (lua_Integer)req->size);
+  lua_pushinteger(co, (lua_Integer)t->size);
   lua_setfield(co, -2, "size");
-  lua_pushboolean(co, req->truncated);
+  lua_pushboolean(co, t->truncated);
   lua_setfield(co, -2, "truncated");
   char *s = NULL;
-  curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &s);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_EFFECTIVE_URL, &s);
   lua_pushstring(co, s ? s : req->url);
   lua_setfield(co, -2, "url");
   s = NULL;
-  curl_easy_getinfo(req->easy, CURLINFO_PRIMARY_IP, &s);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_PRIMARY_IP, &s);
   lua_pushstring(co, s ? s : "");
   lua_setfield(co, -2, "ip");
   lua_pushinteger(co, req->redirects);
   lua_setfield(co, -2, "redirects");
   long connects = 0;
-  curl_easy_getinfo(req->easy, CURLINFO_NUM_CONNECTS, &connects);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_NUM_CONNECTS, &connects);
   lua_pushinteger(co, connects);
   lua_setfield(co, -2, "connects");
   push_times(co, req);
@@ -289,7 +248,7 @@ static const char *result_kind(mw_request *req, CURLcode rc) {
     return "dns";
   case CURLE_COULDNT_CONNECT: {
     long err = 0;
-    curl_easy_getinfo(req->easy, CURLINFO_OS_ERRNO, &err);
+    curl_easy_getinfo(req->xfer->easy, CURLINFO_OS_ERRNO, &err);
     return err == ECONNREFUSED ? "refused" : "connect";
   }
   case CURLE_OPERATION_TIMEDOUT:
@@ -331,6 +290,14 @@ static double request_remaining(mw_request *req) {
 }
 
 static const char *request_start_transfer(mw_request *req, const char *addrs, const char **kind) {
+  if (!req->xfer) {
+    req->xfer = transfer_acquire(req->http, req);
+    if (!req->xfer) {
+      *kind = "error";
+      return "out of memory";
+    }
+  }
+  CURL *easy = req->xfer->easy;
   if (addrs) {
     char entry[1024];
     snprintf(entry, sizeof entry, "%s:%ld:%s", req->host, req->port, addrs);
@@ -343,7 +310,7 @@ static const char *request_start_transfer(mw_request *req, const char *addrs, co
         *kind = "error";
         return "out of memory";
       }
-      curl_easy_setopt(req->easy, CURLOPT_RESOLVE, list);
+      curl_easy_setopt(easy, CURLOPT_RESOLVE, list);
       curl_slist_free_all(req->resolve);
       free(req->resolved);
       req->resolve = list;
@@ -357,19 +324,19 @@ static const char *request_start_transfer(mw_request *req, const char *addrs, co
   }
   long ms = (long)(remaining * 1000.0);
   long connect_ms = (long)(req->connect_timeout * 1000.0);
-  curl_easy_setopt(req->easy, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1);
-  curl_easy_setopt(req->easy, CURLOPT_CONNECTTIMEOUT_MS,
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    connect_ms < ms ? (connect_ms > 0 ? connect_ms : 1) : (ms > 0 ? ms : 1));
-  req->head.len = 0;
-  req->body.len = 0;
-  req->size = 0;
-  req->truncated = 0;
-  req->errbuf[0] = '\0';
-  CURLMcode mc = curl_multi_add_handle(req->http->multi, req->easy);
+  req->xfer->head.len = req->xfer->body.len = 0;
+  req->xfer->size = 0;
+  req->xfer->truncated = 0;
+  req->xfer->errbuf[0] = '\0';
+  CURLMcode mc = curl_multi_add_handle(req->http->multi, easy);
   if (mc != CURLM_OK) {
     *kind = "error";
     return curl_multi_strerror(mc);
   }
+  http_count_transfer(req->http, 1);
   req->phase = REQ_TRANSFER;
   return NULL;
 }
@@ -442,33 +409,34 @@ static const char *request_begin_hop(mw_request *req, const char **kind) {
   return err;
 }
 
-static void request_apply_method(mw_request *req) {
+static void request_apply_method(mw_request *req, CURL *easy) {
   int get = strcmp(req->method, "GET") == 0;
   int head = strcmp(req->method, "HEAD") == 0;
   int post = strcmp(req->method, "POST") == 0;
   if (head)
-    curl_easy_setopt(req->easy, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
   else if (req->has_body)
-    curl_easy_setopt(req->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(easy, CURLOPT_POST, 1L);
   else
-    curl_easy_setopt(req->easy, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
   int plain = head || (get && !req->has_body) || (post && req->has_body);
-  curl_easy_setopt(req->easy, CURLOPT_CUSTOMREQUEST, plain ? NULL : req->method);
+  curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, plain ? NULL : req->method);
 }
 
 void request_transfer_done(mw_request *req, CURLcode result) {
   req->phase = REQ_IDLE; /* curl no longer holds it */
   if (result != CURLE_OK) {
     const char *kind = result_kind(req, result);
-    request_fail(req, kind, req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
+    const char *msg = req->xfer->errbuf[0] ? req->xfer->errbuf : curl_easy_strerror(result);
+    request_fail(req, kind, msg);
     return;
   }
   long status = 0;
-  curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(req->xfer->easy, CURLINFO_RESPONSE_CODE, &status);
   char *location = NULL;
   if (req->follow &&
       (status == 301 || status == 302 || status == 303 || status == 307 || status == 308))
-    curl_easy_getinfo(req->easy, CURLINFO_REDIRECT_URL, &location);
+    curl_easy_getinfo(req->xfer->easy, CURLINFO_REDIRECT_URL, &location);
   if (!location) {
     request_succeed(req, status);
     return;
@@ -491,16 +459,16 @@ void request_transfer_done(mw_request *req, CURLcode result) {
   req->redirect_s = seconds_since(req->start_ns);
   /* As browsers and curl do: 303, and 301/302 after a POST, go on as GET. */
   if (status == 303 || ((status == 301 || status == 302) && strcmp(req->method, "POST") == 0)) {
-    curl_easy_setopt(req->easy, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(req->easy, CURLOPT_CUSTOMREQUEST, NULL);
-    req->method_changed = 1;
+    curl_easy_setopt(req->xfer->easy, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(req->xfer->easy, CURLOPT_CUSTOMREQUEST, NULL);
   }
   const char *err = url_split(req, next);
   if (err) {
     request_fail(req, "url", err);
     return;
   }
-  curl_easy_setopt(req->easy, CURLOPT_URL, next);
+  curl_easy_setopt(req->xfer->easy, CURLOPT_URL, next);
+  req->xfer->dirty = 1; /* its url (and maybe method) are no longer ours */
   const char *kind = NULL;
   err = request_begin_hop(req, &kind);
   if (err)
@@ -521,12 +489,7 @@ static int request_perform(lua_State *L, mw_request *req, int idx) {
   if (req->hop_url) { /* the last perform was redirected */
     free(req->hop_url);
     req->hop_url = NULL;
-    curl_easy_setopt(req->easy, CURLOPT_URL, req->url);
     url_split(req, req->url);
-  }
-  if (req->method_changed) {
-    request_apply_method(req);
-    req->method_changed = 0;
   }
   req->start_ns = uv_hrtime();
   req->redirects = 0;
@@ -680,37 +643,36 @@ static struct curl_slist *opt_headers(lua_State *L, mw_request *req) {
 static void request_free_settings(mw_request *req) {
   free(req->url);
   free(req->method);
+  free(req->body);
+  free(req->ca_file);
+  free(req->user_agent);
   free(req->host);
   free(req->hop_url);
   free(req->resolved);
-  free(req->body.data);
-  free(req->head.data);
   curl_slist_free_all(req->resolve);
-  req->url = req->method = req->host = req->hop_url = req->resolved = NULL;
-  req->body.data = req->head.data = NULL;
-  req->resolve = NULL;
+  curl_slist_free_all(req->headers_list);
+  req->url = req->method = req->body = req->ca_file = req->user_agent = NULL;
+  req->host = req->hop_url = req->resolved = NULL;
+  req->resolve = req->headers_list = NULL;
 }
 
 static int l_request_gc(lua_State *L) {
   mw_request *req = check_request(L, 1);
-  if (!req->easy)
+  if (!req->http)
     return 0;
-  if (req->phase != REQ_IDLE || req->task) {
-    if (req->task)
-      task_cancel(req->task);
-    if (req->phase != REQ_IDLE)
-      request_abort(req);
-  }
-  curl_easy_cleanup(req->easy);
-  req->easy = NULL;
-  curl_slist_free_all(req->headers_list);
-  req->headers_list = NULL;
+  if (req->task)
+    task_cancel(req->task);
+  if (req->phase != REQ_IDLE)
+    request_abort(req);
+  transfer_forget(req->http, req->id);
   if (req->deadline) {
     uv_close((uv_handle_t *)req->deadline, (uv_close_cb)free);
     req->deadline = NULL;
   }
   request_free_settings(req);
-  http_count_requests(req->http, -1);
+  http_endpoint_unref(req->http, req->endpoint);
+  req->endpoint = NULL;
+  req->http = NULL;
   return 0;
 }
 
@@ -719,6 +681,38 @@ static int l_request_tostring(lua_State *L) {
   lua_pushfstring(L, "moonwatch.request (%s %s)", req->method ? req->method : "?",
                   req->url ? req->url : "?");
   return 1;
+}
+
+void request_apply(mw_request *req, CURL *e) {
+  curl_easy_setopt(e, CURLOPT_URL, req->url);
+  if (req->ca_file)
+    curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, req->verify ? 1L : 0L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, req->verify ? 2L : 0L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT,
+                   req->user_agent ? req->user_agent : "moonwatch/" MOONWATCH_VERSION);
+  if (req->headers_list)
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers_list);
+  if (req->has_body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+  }
+  request_apply_method(req, e);
+  if (req->fresh) {
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+  }
+}
+
+static char *dup_or_null(const char *s, size_t len) {
+  if (!s)
+    return NULL;
+  char *copy = malloc(len + 1);
+  if (copy) {
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+  }
+  return copy;
 }
 
 /* core.http_prepare(options) -> request */
@@ -751,7 +745,7 @@ static int l_prepare(lua_State *L) {
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
     opt_error(L, "body", "a string");
   const char *body = lua_tolstring(L, -1, &body_len);
-  lua_pop(L, 1);
+  lua_pop(L, 1); /* still referenced by the options table */
   /* Servers expect a Content-Length on these even when empty. */
   if (!body &&
       (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0))
@@ -775,58 +769,33 @@ static int l_prepare(lua_State *L) {
   memset(req, 0, sizeof *req);
   req->loop = loop;
   req->http = http;
+  req->id = ++http->next_request_id;
   req->self_ref = LUA_NOREF;
-  req->easy = curl_easy_init();
-  if (!req->easy)
-    return luaL_error(L, "http request: curl_easy_init failed");
   luaL_setmetatable(L, REQUEST_MT);
-  http_count_requests(http, 1);
   req->url = strdup(url);
   req->method = strdup(method);
-  if (!req->url || !req->method)
+  req->has_body = body != NULL;
+  req->body = dup_or_null(body, body_len);
+  req->body_len = body_len;
+  req->ca_file = dup_or_null(ca_file, ca_file ? strlen(ca_file) : 0);
+  req->user_agent = dup_or_null(user_agent, user_agent ? strlen(user_agent) : 0);
+  if (!req->url || !req->method || (body && !req->body) || (ca_file && !req->ca_file) ||
+      (user_agent && !req->user_agent))
     return luaL_error(L, "http request: out of memory");
   const char *err = url_split(req, url);
   if (err)
     return luaL_error(L, "http request: %s", err);
+  req->endpoint = http_endpoint_ref(http, req->host, req->port);
+  if (!req->endpoint)
+    return luaL_error(L, "http request: out of memory");
   req->timeout = timeout;
   req->connect_timeout = connect_timeout;
   req->follow = follow;
   req->max_redirects = (long)max_redirects;
   req->max_body = (size_t)max_body;
-  req->has_body = body != NULL;
+  req->verify = verify;
+  req->fresh = fresh;
   req->headers_list = opt_headers(L, req);
-
-  CURL *e = req->easy;
-  curl_easy_setopt(e, CURLOPT_PRIVATE, req);
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_on_closesocket);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, http);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  /* Debian's default CA path disables curl's CA-store cache: 52 vs 1,560
-   * new verified connections/s. */
-  curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
-  if (ca_file)
-    curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, user_agent ? user_agent : "moonwatch/" MOONWATCH_VERSION);
-  if (req->headers_list)
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers_list);
-  if (body) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
-  }
-  request_apply_method(req);
-  if (fresh) {
-    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-  }
   return 1;
 }
 
