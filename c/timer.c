@@ -1,6 +1,5 @@
 /* core.sleep: a task waits on a one-shot timer. */
 #include <lauxlib.h>
-#include <math.h>
 #include <stdlib.h>
 
 #include "loop.h"
@@ -30,17 +29,27 @@ static void sleep_cancel(void *data) {
   uv_close((uv_handle_t *)&s->timer, sleep_free);
 }
 
-/* Seconds to whole milliseconds, rounded up so a sleep never ends early. */
-uint64_t timer_ms(lua_State *L, int idx, const char *what) {
+static lua_Number timer_seconds(lua_State *L, int idx, const char *what) {
   lua_Number s = luaL_checknumber(L, idx);
   if (!(s >= 0) || s > 1e9)
     luaL_error(L, "%s: seconds must be a number from 0 to 1e9, got %f", what, (double)s);
-  return (uint64_t)ceil(s * 1000.0 - 1e-9);
+  return s;
+}
+
+/* libuv counts whole milliseconds from the loop's cached time, the start of
+ * the current millisecond at best, so a plain timeout can end up to 1 ms
+ * early. Aim at the first loop millisecond at or after now + seconds. */
+static uint64_t timer_timeout_ms(uv_loop_t *loop, lua_Number seconds) {
+  uv_update_time(loop);
+  uint64_t due_ms = (uv_hrtime() + (uint64_t)(seconds * 1e9) + 999999) / 1000000;
+  uint64_t now_ms = uv_now(loop);
+  /* libuv 1.44 spins on a 0 ms timer started from a timer callback. */
+  return due_ms > now_ms ? due_ms - now_ms : 1;
 }
 
 /* core.sleep(seconds) */
 static int l_sleep(lua_State *L) {
-  uint64_t ms = timer_ms(L, 1, "core.sleep");
+  lua_Number seconds = timer_seconds(L, 1, "core.sleep");
   mw_task *task = task_check_current(L, "core.sleep");
   mw_sleep *s = malloc(sizeof *s);
   if (!s)
@@ -48,11 +57,9 @@ static int l_sleep(lua_State *L) {
   uv_timer_init(&task->loop->uv, &s->timer);
   s->timer.data = s;
   s->task = task;
-  /* The loop's cached time may be a whole turn old; a sleep must not end
+  /* From the current time, not the loop's cached one: a sleep must not end
    * early because the task computed before it. */
-  uv_update_time(&task->loop->uv);
-  /* libuv 1.44 spins on a 0 ms timer started from a timer callback. */
-  uv_timer_start(&s->timer, sleep_fire, ms ? ms : 1, 0);
+  uv_timer_start(&s->timer, sleep_fire, timer_timeout_ms(&task->loop->uv, seconds), 0);
   task_wait(task, sleep_cancel, s);
   return lua_yield(L, 0);
 }
