@@ -138,9 +138,9 @@ static void request_fail(mw_request *req, const char *kind, const char *msg) {
   task_resume(task, 3);
 }
 
-static void push_headers(lua_State *co, const mw_buf *head) {
+static void push_headers(lua_State *co, const char *raw, size_t len) {
   lua_createtable(co, 0, 8);
-  const char *p = head->data, *end = head->data + head->len;
+  const char *p = raw, *end = raw + len;
   while (p && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *line_end = eol ? eol : end;
@@ -169,6 +169,24 @@ static void push_headers(lua_State *co, const mw_buf *head) {
     }
     p = eol ? eol + 1 : NULL;
   }
+}
+
+#define RESPONSE_MT "moonwatch.response"
+
+/* response.headers is parsed from response.raw_headers on first use: most
+ * checks never read a header, and the table cost a dozen allocations. */
+static int l_response_index(lua_State *L) {
+  size_t klen;
+  const char *key = lua_tolstring(L, 2, &klen);
+  if (!key || klen != 7 || memcmp(key, "headers", 7) != 0)
+    return 0;
+  size_t len = 0;
+  lua_getfield(L, 1, "raw_headers");
+  const char *raw = lua_tolstring(L, -1, &len);
+  push_headers(L, raw ? raw : "", raw ? len : 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "headers");
+  return 1;
 }
 
 static void set_number(lua_State *co, const char *key, double value) {
@@ -214,8 +232,9 @@ static void request_succeed(mw_request *req, long status) {
   lua_pushinteger(co, status);
   lua_setfield(co, -2, "status");
   mw_transfer *t = req->xfer;
-  push_headers(co, &t->head);
-  lua_setfield(co, -2, "headers");
+  luaL_setmetatable(co, RESPONSE_MT);
+  lua_pushlstring(co, t->head.data ? t->head.data : "", t->head.len);
+  lua_setfield(co, -2, "raw_headers");
   lua_pushlstring(co, t->body.data ? t->body.data : "", t->body.len);
   lua_setfield(co, -2, "body");
   lua_pushinteger(co, (lua_Integer)t->size);
@@ -816,6 +835,11 @@ void http_register(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_request_tostring);
     lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, RESPONSE_MT)) {
+    lua_pushcfunction(L, l_response_index);
+    lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
   lua_pushcfunction(L, l_prepare);
