@@ -146,7 +146,7 @@ static void slot_tick(uv_timer_t *timer) {
     lua_State *L = d->loop->L;
     lua_pushcfunction(L, check_run);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->monitor_ref);
-    mw_task *task = task_new(L, 1);
+    mw_task *task = task_new_pooled(L, 1);
     lua_pop(L, 1);
     task->on_done = slot_check_done;
     task->on_done_data = s;

@@ -244,7 +244,8 @@ static uint32_t endpoint_hash(const char *s) {
  * connections that every request to it scans. So: one per endpoint, plus
  * curl's own 4 per transfer at the busiest so far. */
 static void http_size_cache(mw_http *http) {
-  long want = http->nendpoints + 4L * http->peak_transfers + 16;
+  int peak = http->window_peak > http->prev_peak ? http->window_peak : http->prev_peak;
+  long want = http->nendpoints + 4L * peak + 16;
   if (want != http->maxconnects) {
     http->maxconnects = want;
     curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS, want);
@@ -275,10 +276,19 @@ http_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port) {
   return e;
 }
 
+/* The peak counts over the last 10 to 20 s, so a burst's connections are
+ * let go once it has passed instead of lengthening every scan for good. */
 void http_count_transfer(mw_http *http, int delta) {
   http->transfers += delta;
-  if (http->transfers > http->peak_transfers) {
-    http->peak_transfers = http->transfers;
+  uint64_t now = uv_now(&http->loop->uv);
+  if (now - http->window_start >= 10000) {
+    http->prev_peak = http->window_peak;
+    http->window_peak = http->transfers;
+    http->window_start = now;
+    http_size_cache(http);
+  }
+  if (http->transfers > http->window_peak) {
+    http->window_peak = http->transfers;
     http_size_cache(http);
   }
 }

@@ -32,7 +32,9 @@ struct mw_http {
   long maxconnects;
   http_endpoint *endpoints[HTTP_ENDPOINT_BUCKETS];
   int nendpoints;
-  int transfers, peak_transfers; /* in curl's hands */
+  int transfers; /* in curl's hands */
+  int window_peak, prev_peak;
+  uint64_t window_start;
   uint64_t next_request_id;
   mw_transfer *idle; /* the transfer pool */
   int idle_count;

@@ -70,6 +70,8 @@ mw_loop *loop_get(lua_State *L) {
   loop->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   loop->uv.data = loop;
+  lua_newtable(L);
+  loop->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   task_queue_init(loop);
   uv_prepare_init(&loop->uv, &loop->flush_prepare);
   uv_prepare_start(&loop->flush_prepare, loop_on_prepare);

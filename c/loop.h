@@ -38,7 +38,9 @@ struct mw_task {
   int nresults;
   mw_task_state state;
   int cancel_requested;
-  int nargs; /* values waiting on co's stack for the next resume */
+  int pooled;  /* a dispatcher check: its thread is reused once it ends */
+  int exposed; /* Lua got hold of it (core.current): never reused */
+  int nargs;   /* values waiting on co's stack for the next resume */
   mw_task *ready_prev, *ready_next;
   mw_task *alive_prev, *alive_next;
   mw_wait_cancel_fn wait_cancel;
@@ -55,6 +57,8 @@ typedef struct mw_loop {
   mw_task *ready_head, *ready_tail;
   mw_task *current;
   mw_task *alive; /* every task not yet ended */
+  int pool_ref;   /* ended check tasks kept for reuse (a Lua table) */
+  int pool_n;
   int tasks_alive;
   int running; /* inside core.run */
   int closed;
@@ -77,6 +81,10 @@ mw_task *task_spawn(lua_State *L, int nargs, int start_now);
  * set on_done first; task_start then runs it at once (from the loop only). */
 mw_task *task_new(lua_State *L, int nargs);
 void task_start(mw_task *task);
+/* Like task_new, for tasks nobody holds (dispatcher checks): reuses the
+ * thread of one that ended, which saves a coroutine's allocation and
+ * collection per check. */
+mw_task *task_new_pooled(lua_State *L, int nargs);
 /* Resumes a waiting task with nargs values already pushed onto task->co. */
 void task_resume(mw_task *task, int nargs);
 /* Aborts what the task waits on and ends it as cancelled. */

@@ -12,6 +12,7 @@
 #include "loop.h"
 
 #define TASK_MT "moonwatch.task"
+#define TASK_POOL_MAX 256
 
 static const char *const state_names[] = {"ready", "running", "waiting",
                                           "done",  "failed",  "cancelled"};
@@ -86,6 +87,14 @@ static void task_finish(mw_task *task, mw_task_state state) {
     task->on_done = NULL;
     done(task, task->on_done_data);
   }
+  if (task->pooled && !task->exposed && loop->pool_n < TASK_POOL_MAX && !loop->closed) {
+    lua_State *L = loop->L;
+    lua_resetthread(task->co);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->pool_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, task->self_ref);
+    lua_rawseti(L, -2, ++loop->pool_n);
+    lua_pop(L, 1);
+  }
   luaL_unref(loop->L, LUA_REGISTRYINDEX, task->self_ref);
   task->self_ref = LUA_NOREF;
 }
@@ -109,6 +118,41 @@ mw_task *task_new(lua_State *L, int nargs) {
   task->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   task->nargs = nargs;
   loop->tasks_alive++;
+  task->alive_next = loop->alive;
+  if (loop->alive)
+    loop->alive->alive_prev = task;
+  loop->alive = task;
+  return task;
+}
+
+mw_task *task_new_pooled(lua_State *L, int nargs) {
+  mw_loop *loop = loop_get(L);
+  if (loop->pool_n == 0) {
+    mw_task *task = task_new(L, nargs);
+    task->pooled = 1;
+    return task;
+  }
+  int fn = lua_absindex(L, -(nargs + 1));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->pool_ref);
+  lua_rawgeti(L, -1, loop->pool_n);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, loop->pool_n--);
+  lua_remove(L, -2); /* fn args task */
+  mw_task *task = lua_touserdata(L, -1);
+  lua_rotate(L, fn, 1); /* task fn args */
+  lua_xmove(L, task->co, nargs + 1);
+  lua_pushvalue(L, -1);
+  task->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  task->state = TASK_READY;
+  task->nargs = nargs;
+  task->nresults = 0;
+  task->cancel_requested = 0;
+  task->on_done = NULL;
+  task->wait_cancel = NULL;
+  task->wait_data = NULL;
+  task->ready_prev = task->ready_next = NULL;
+  loop->tasks_alive++;
+  task->alive_prev = NULL;
   task->alive_next = loop->alive;
   if (loop->alive)
     loop->alive->alive_prev = task;
@@ -251,6 +295,7 @@ static int l_current(lua_State *L) {
   mw_loop *loop = loop_get(L);
   if (!loop->current || loop->current->co != L || loop->current->self_ref == LUA_NOREF)
     return 0;
+  loop->current->exposed = 1; /* Lua may keep it: not to be reused */
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->current->self_ref);
   return 1;
 }

@@ -49,3 +49,25 @@ describe("dispatcher counters", function()
     assert.is_true(st.lateness.p99 <= st.lateness.max)
   end)
 end)
+
+describe("dispatcher check tasks", function()
+  it("reuse ended threads, but never one that Lua got hold of", function()
+    local d = core.dispatcher{ spread = false }
+    local seen, plain = {}, 0
+    d:add({ check = function() seen[#seen + 1] = core.current() end },
+      { interval = 0.02, name = "keeps its task" })
+    d:add({ check = function() plain = plain + 1 end }, { interval = 0.02, name = "plain" })
+    core.run(function()
+      d:start()
+      core.sleep(0.15)
+      d:stop()
+    end)
+    assert.is_true(#seen >= 3 and plain >= 3)
+    local distinct = {}
+    for _, t in ipairs(seen) do
+      assert.equal("done", t:status())
+      assert.is_nil(distinct[t])
+      distinct[t] = true
+    end
+  end)
+end)
