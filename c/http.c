@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -92,6 +93,12 @@ void http_drain(mw_http *http) {
 static void http_on_poll(uv_poll_t *handle, int status, int events) {
   http_socket *sock = handle->data;
   mw_http *http = sock->http;
+  if (sock->idle) {
+    /* The server closed an idle connection (or sent what it should not):
+     * stop watching; curl finds it dead when it next picks it. */
+    socket_watch(sock, 0);
+    return;
+  }
   int flags = 0;
   if (events & UV_READABLE)
     flags |= CURL_CSELECT_IN;
@@ -120,11 +127,14 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
   if (what == CURL_POLL_REMOVE) {
     if (sock) {
       curl_multi_assign(http->multi, fd, NULL);
-      /* Stopped, not closed: if curl closes the socket without telling us,
-       * a new socket with the same fd reuses this stopped handle safely. */
       sock->idle = 1;
       sock->want = 0;
-      socket_watch(sock, 0);
+      /* Left registered when it watches just reading: the next request on
+       * this connection usually wants exactly that, so it costs no epoll
+       * call. Any other mask is removed now, while the fd is still open. */
+      if (sock->events != UV_READABLE)
+        socket_watch(sock, 0);
+      uv_unref((uv_handle_t *)&sock->poll); /* idle: the loop may end */
     }
     return 0;
   }
@@ -148,6 +158,7 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
   }
   if (sock->idle) {
     sock->idle = 0;
+    uv_ref((uv_handle_t *)&sock->poll);
     curl_multi_assign(http->multi, fd, sock);
   }
   int events = 0;
@@ -183,6 +194,25 @@ static void http_on_timeout(uv_timer_t *timer) {
   int running;
   curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   http_drain(http);
+}
+
+/* curl closes some sockets without the close callback (its own cache
+ * handle does): a poll left for such an fd must go before a new socket
+ * with the same number is watched. */
+void http_forget_fd(mw_loop *loop, int fd) {
+  mw_http *http = loop->http;
+  http_socket *stale = http ? socket_find(http, fd) : NULL;
+  if (stale)
+    socket_close(http, stale);
+}
+
+curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
+  (void)purpose;
+  mw_http *http = clientp;
+  curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
+  if (fd != CURL_SOCKET_BAD)
+    http_forget_fd(http->loop, fd);
+  return fd;
 }
 
 /* Every socket curl closes passes here (CURLOPT_CLOSESOCKETFUNCTION of each

@@ -104,6 +104,7 @@ struct mw_request {
 
 mw_http *http_get(mw_loop *loop, const char **error);
 int http_on_closesocket(void *clientp, curl_socket_t fd);
+curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr);
 void http_drain(mw_http *http);
 http_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port);
 void http_endpoint_unref(mw_http *http, http_endpoint *e);

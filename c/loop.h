@@ -108,6 +108,10 @@ void resolver_register(lua_State *L);
 void dispatch_register(lua_State *L);
 void signal_register(lua_State *L);
 
+/* Drops the transport's poll for fd, if any: the fd was closed behind its
+ * back and is about to be watched for something else. */
+void http_forget_fd(mw_loop *loop, int fd);
+
 /* Shutdown hooks called from the loop finaliser, in this order. */
 void http_shutdown(mw_loop *loop);
 void resolver_shutdown(mw_loop *loop);

@@ -200,7 +200,12 @@ static void resolver_on_sock_state(void *data, ares_socket_t fd, int readable, i
     p = calloc(1, sizeof *p);
     if (!p)
       return;
-    if (uv_poll_init_socket(&r->loop->uv, &p->poll, fd) != 0) {
+    int rc = uv_poll_init_socket(&r->loop->uv, &p->poll, fd);
+    if (rc == UV_EEXIST) {
+      http_forget_fd(r->loop, fd); /* a stale poll of a socket curl closed */
+      rc = uv_poll_init_socket(&r->loop->uv, &p->poll, fd);
+    }
+    if (rc != 0) {
       free(p);
       return;
     }

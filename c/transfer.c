@@ -67,6 +67,8 @@ static void transfer_setup(mw_transfer *t) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_on_closesocket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t->http);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_on_opensocket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t->http);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
