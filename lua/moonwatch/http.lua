@@ -1,6 +1,7 @@
 --- The HTTP client monitors use: defaults merged into each request, and one
---- prepared curl handle kept per request table, so a monitor that sends the
---- same request every interval reuses its connection and TLS session.
+--- prepared request kept per options table (in the table itself), so a
+--- monitor that sends the same request every interval prepares it once and
+--- reuses its connection.
 ---
 ---     local client = mw.http.Client{ timeout = 5 }
 ---     local resp, err, kind = client:request{ method = "GET", url = url }
@@ -24,15 +25,19 @@ function M.Client(defaults)
   end
   return setmetatable({
     defaults = defaults or {},
-    prepared = setmetatable({}, { __mode = "k" }),
+    -- The prepared request of an options table is kept in that table under
+    -- this client's own key: no weak table, which with 10,000 monitors made
+    -- every collection cycle end in a 20 ms pause.
+    slot = setmetatable({}, { __name = "moonwatch.http.Client slot" }),
   }, Client)
 end
 
 local function merged(defaults, opts)
-  if next(defaults) == nil then return opts end
   local out = {}
   for k, v in pairs(defaults) do out[k] = v end
-  for k, v in pairs(opts) do out[k] = v end
+  for k, v in pairs(opts) do
+    if type(k) == "string" then out[k] = v end -- not a client's slot
+  end
   return out
 end
 
@@ -47,10 +52,10 @@ end
 ---@param opts table
 ---@return table|nil response, string? message, string? kind
 function Client:request(opts)
-  local req = self.prepared[opts]
+  local req = rawget(opts, self.slot)
   if req == nil then
     req = self:prepare(opts)
-    self.prepared[opts] = req
+    rawset(opts, self.slot, req)
   elseif req:busy() then
     -- the same table in flight from another task: a one-shot request
     return core.http_request(merged(self.defaults, opts))
