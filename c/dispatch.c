@@ -16,6 +16,11 @@
 #define DISPATCHER_MT "moonwatch.dispatcher"
 #define LATE_BUCKETS 2000 /* 0.05 ms each, up to 100 ms */
 #define LATE_STEP_MS 0.05
+/* Checks started in one loop turn at most. After a stall, the ticks that
+ * came due meanwhile start over several turns: started all at once they
+ * each needed a new connection (none was free yet), which slowed the next
+ * turns further. */
+#define TURN_BUDGET 256
 
 typedef struct mw_dispatcher mw_dispatcher;
 
@@ -38,6 +43,8 @@ struct mw_dispatcher {
   int on_error_ref;
   uint64_t scheduled, run, skipped, failed, down, cancelled;
   uint64_t late_count, late_over;
+  uint64_t turn; /* the loop turn turn_started counts */
+  int turn_started;
   double late_max;
   uint32_t late[LATE_BUCKETS];
 };
@@ -137,12 +144,21 @@ static void slot_tick(uv_timer_t *timer) {
   slot *s = timer->data;
   mw_dispatcher *d = s->d;
   uint64_t now = uv_now(&d->loop->uv);
+  if (d->turn != d->loop->turn) {
+    d->turn = d->loop->turn;
+    d->turn_started = 0;
+  }
+  if (!s->running && d->turn_started >= TURN_BUDGET) {
+    uv_timer_start(&s->timer, slot_tick, 1, 0); /* the next turn; still due */
+    return;
+  }
   d->scheduled++;
   if (s->running) {
     d->skipped++;
   } else {
     late_record(d, (double)uv_hrtime() / 1e6 - (double)s->due_ms);
     d->run++;
+    d->turn_started++;
     lua_State *L = d->loop->L;
     lua_pushcfunction(L, check_run);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->monitor_ref);

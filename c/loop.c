@@ -21,7 +21,8 @@ static void handle_close_orphan(uv_handle_t *handle, void *arg) {
 }
 
 static void loop_on_prepare(uv_prepare_t *prepare) {
-  (void)prepare;
+  mw_loop *loop = prepare->data;
+  loop->turn++;
   lua_log_flush_all();
 }
 
@@ -74,6 +75,7 @@ mw_loop *loop_get(lua_State *L) {
   loop->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   task_queue_init(loop);
   uv_prepare_init(&loop->uv, &loop->flush_prepare);
+  loop->flush_prepare.data = loop;
   uv_prepare_start(&loop->flush_prepare, loop_on_prepare);
   uv_unref((uv_handle_t *)&loop->flush_prepare); /* never keeps the loop alive */
   return loop;

@@ -54,6 +54,7 @@ typedef struct mw_loop {
   lua_State *L; /* main thread: a stack to work on in callbacks */
   uv_idle_t ready_idle;
   uv_prepare_t flush_prepare; /* flushes batched log records each turn */
+  uint64_t turn;              /* counts loop turns */
   mw_task *ready_head, *ready_tail;
   mw_task *current;
   mw_task *alive; /* every task not yet ended */
