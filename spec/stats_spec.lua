@@ -71,3 +71,25 @@ describe("dispatcher check tasks", function()
     end
   end)
 end)
+
+describe("dispatcher after a stall", function()
+  it("starts the ticks that came due together over several loop turns, 256 at most each", function()
+    local d = core.dispatcher{ spread = false }
+    local order = {}
+    for i = 1, 600 do
+      d:add({ check = function()
+        order[#order + 1] = i
+        -- a task spawned now runs later in this same loop turn
+        if i == 1 then core.spawn(function() order[#order + 1] = "turn end" end) end
+      end }, { interval = 10, name = "m" .. i })
+    end
+    core.run(function()
+      d:start() -- 600 checks due at once
+      core.sleep(0.05)
+      d:stop()
+    end)
+    assert.equal(601, #order)
+    assert.equal(600, d:stats().run)
+    assert.equal("turn end", order[257]) -- the first turn started 256 checks
+  end)
+end)
