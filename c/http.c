@@ -51,7 +51,6 @@ static int socket_index(mw_http *http, curl_socket_t fd, http_socket *sock) {
 static void socket_close(mw_http *http, http_socket *sock) {
   http->by_fd[sock->fd] = NULL;
   uv_close((uv_handle_t *)&sock->poll, handle_free);
-  http->sockets--;
 }
 
 static void timer_free(uv_handle_t *handle) {
@@ -154,7 +153,6 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     sock->http = http;
     sock->idle = 1; /* assigned to curl just below */
     sock->poll.data = sock;
-    http->sockets++;
   }
   if (sock->idle) {
     sock->idle = 0;

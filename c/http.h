@@ -25,8 +25,7 @@ struct mw_http {
   mw_loop *loop;
   CURLM *multi;
   uv_timer_t *timer;
-  mw_request *inflight; /* list of requests between perform and result */
-  int sockets;
+  mw_request *inflight;         /* list of requests between perform and result */
   struct http_socket_s **by_fd; /* polls by fd, parked ones included */
   int by_fd_cap;
   long maxconnects;

@@ -81,10 +81,6 @@ mw_loop *loop_get(lua_State *L) {
   return loop;
 }
 
-void loop_drain(mw_loop *loop) {
-  uv_run(&loop->uv, UV_RUN_NOWAIT);
-}
-
 static mw_loop *loop_check_open(lua_State *L) {
   mw_loop *loop = loop_get(L);
   if (loop->closed)

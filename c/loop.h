@@ -34,7 +34,6 @@ struct mw_task {
   struct mw_loop *loop;
   lua_State *co;
   int self_ref; /* registry ref anchoring the userdata (and its thread) */
-  int results_ref;
   int nresults;
   mw_task_state state;
   int cancel_requested;
@@ -70,8 +69,6 @@ typedef struct mw_loop {
 
 /* Returns the loop of L's state, creating it on first use. */
 mw_loop *loop_get(lua_State *L);
-/* Runs every close callback that is due; used after closing handles. */
-void loop_drain(mw_loop *loop);
 
 /* Starts a task running the function below nargs arguments on L's stack
  * (both popped). The task starts on the next loop turn, or at once when

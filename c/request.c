@@ -606,7 +606,7 @@ static int valid_header_part(const char *s, size_t len, int name) {
   return 1;
 }
 
-static struct curl_slist *opt_headers(lua_State *L, mw_request *req) {
+static struct curl_slist *opt_headers(lua_State *L) {
   if (lua_getfield(L, 1, "headers") == LUA_TNIL) {
     lua_pop(L, 1);
     return NULL;
@@ -655,7 +655,6 @@ static struct curl_slist *opt_headers(lua_State *L, mw_request *req) {
     lua_pop(L, 2);
   }
   lua_pop(L, 1);
-  (void)req;
   return list;
 }
 
@@ -814,7 +813,7 @@ static int l_prepare(lua_State *L) {
   req->max_body = (size_t)max_body;
   req->verify = verify;
   req->fresh = fresh;
-  req->headers_list = opt_headers(L, req);
+  req->headers_list = opt_headers(L);
   return 1;
 }
 

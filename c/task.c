@@ -107,7 +107,6 @@ mw_task *task_new(lua_State *L, int nargs) {
   memset(task, 0, sizeof *task);
   task->loop = loop;
   task->co = co;
-  task->results_ref = LUA_NOREF;
   task->state = TASK_READY;
   luaL_setmetatable(L, TASK_MT);
   lua_rotate(L, -2, 1); /* ... fn args task thread */
