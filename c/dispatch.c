@@ -31,11 +31,17 @@ typedef struct {
   mw_dispatcher *d;
   int monitor_ref;
   int index;
-  int heap_pos; /* -1 when not scheduled */
+  int scheduled; /* its next tick is on the heap */
   uint64_t interval_ms, offset_ms, due_ms;
-  uint64_t seq; /* ties on due_ms go in the order the ticks were set */
   mw_task *running;
 } slot;
+
+/* A heap entry carries its key, so sifting reads only the heap's array. */
+typedef struct {
+  uint64_t due_ms;
+  uint64_t seq; /* ties on due_ms go in the order the ticks were set */
+  slot *s;
+} tick;
 
 /* Lives outside the Lua userdata (which holds a pointer to it) because its
  * uv handles may only be freed in their close callbacks. */
@@ -46,7 +52,7 @@ struct mw_dispatcher {
   int closing;      /* handles still to close */
   slot **slots;
   int n, cap;
-  slot **heap;
+  tick *heap;
   int heap_n;
   uint64_t seq;
   int started;
@@ -61,63 +67,46 @@ struct mw_dispatcher {
   uint32_t late[LATE_BUCKETS];
 };
 
-/* The min-heap of scheduled slots ------------------------------------------ */
+/* The min-heap of scheduled ticks ------------------------------------------ */
 
-static int slot_before(const slot *a, const slot *b) {
+static int tick_before(const tick *a, const tick *b) {
   return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->seq < b->seq);
-}
-
-static void heap_place(mw_dispatcher *d, int i, slot *s) {
-  d->heap[i] = s;
-  s->heap_pos = i;
-}
-
-static void heap_up(mw_dispatcher *d, int i) {
-  slot *s = d->heap[i];
-  while (i > 0) {
-    int parent = (i - 1) / 2;
-    if (!slot_before(s, d->heap[parent]))
-      break;
-    heap_place(d, i, d->heap[parent]);
-    i = parent;
-  }
-  heap_place(d, i, s);
-}
-
-static void heap_down(mw_dispatcher *d, int i) {
-  slot *s = d->heap[i];
-  for (;;) {
-    int child = 2 * i + 1;
-    if (child >= d->heap_n)
-      break;
-    if (child + 1 < d->heap_n && slot_before(d->heap[child + 1], d->heap[child]))
-      child++;
-    if (!slot_before(d->heap[child], s))
-      break;
-    heap_place(d, i, d->heap[child]);
-    i = child;
-  }
-  heap_place(d, i, s);
 }
 
 /* The heap has room for every slot: l_add grows it with the slots. */
 static void heap_push(mw_dispatcher *d, slot *s) {
-  s->seq = d->seq++;
-  heap_place(d, d->heap_n++, s);
-  heap_up(d, s->heap_pos);
+  tick t = {s->due_ms, d->seq++, s};
+  int i = d->heap_n++;
+  while (i > 0) {
+    int parent = (i - 1) / 2;
+    if (!tick_before(&t, &d->heap[parent]))
+      break;
+    d->heap[i] = d->heap[parent];
+    i = parent;
+  }
+  d->heap[i] = t;
+  s->scheduled = 1;
 }
 
-static void heap_remove(mw_dispatcher *d, slot *s) {
-  int i = s->heap_pos;
-  if (i < 0)
-    return;
-  s->heap_pos = -1;
-  slot *last = d->heap[--d->heap_n];
-  if (last == s)
-    return;
-  heap_place(d, i, last);
-  heap_up(d, i);
-  heap_down(d, last->heap_pos);
+static slot *heap_pop(mw_dispatcher *d) {
+  slot *top = d->heap[0].s;
+  tick last = d->heap[--d->heap_n];
+  int i = 0;
+  for (;;) {
+    int child = 2 * i + 1;
+    if (child >= d->heap_n)
+      break;
+    if (child + 1 < d->heap_n && tick_before(&d->heap[child + 1], &d->heap[child]))
+      child++;
+    if (!tick_before(&d->heap[child], &last))
+      break;
+    d->heap[i] = d->heap[child];
+    i = child;
+  }
+  if (d->heap_n > 0)
+    d->heap[i] = last;
+  top->scheduled = 0;
+  return top;
 }
 
 static uint32_t name_hash(const char *s, size_t len) {
@@ -227,7 +216,7 @@ static void slot_tick(mw_dispatcher *d, slot *s, uint64_t now) {
     s->running = task;
     task_start(task);
   }
-  if (!d->started || s->heap_pos >= 0) /* the check stopped or restarted it */
+  if (!d->started || s->scheduled) /* the check stopped or restarted it */
     return;
   s->due_ms += s->interval_ms;
   if (s->due_ms <= now) {
@@ -252,7 +241,7 @@ static void dispatcher_arm(mw_dispatcher *d, uint64_t now) {
     uv_timer_stop(&d->timer);
     return;
   }
-  uint64_t due = d->heap[0]->due_ms;
+  uint64_t due = d->heap[0].due_ms;
   /* never 0 ms: libuv 1.44 spins on a 0 ms timer started from a timer
    * callback */
   uv_timer_start(&d->timer, dispatcher_on_timer, due > now ? due - now : 1, 0);
@@ -266,16 +255,14 @@ static void dispatcher_run_due(mw_dispatcher *d) {
     d->turn = loop->turn;
     d->turn_started = 0;
   }
-  while (d->started && d->heap_n > 0 && d->heap[0]->due_ms <= now) {
-    slot *s = d->heap[0];
-    if (!s->running && d->turn_started >= TURN_BUDGET) {
+  while (d->started && d->heap_n > 0 && d->heap[0].due_ms <= now) {
+    if (!d->heap[0].s->running && d->turn_started >= TURN_BUDGET) {
       /* still due: the rest start in the next turns */
       uv_timer_stop(&d->timer);
       uv_idle_start(&d->resume, dispatcher_on_resume);
       return;
     }
-    heap_remove(d, s);
-    slot_tick(d, s, now);
+    slot_tick(d, heap_pop(d), now);
   }
   uv_idle_stop(&d->resume);
   dispatcher_arm(d, now);
@@ -371,7 +358,7 @@ static int l_add(lua_State *L) {
     if (!slots)
       return luaL_error(L, "dispatcher:add: out of memory");
     d->slots = slots;
-    slot **heap = realloc(d->heap, (size_t)cap * sizeof *heap);
+    tick *heap = realloc(d->heap, (size_t)cap * sizeof *heap);
     if (!heap)
       return luaL_error(L, "dispatcher:add: out of memory");
     d->heap = heap;
@@ -388,7 +375,6 @@ static int l_add(lua_State *L) {
   /* Spread first runs over the interval, the same way on every start. */
   uint32_t h = name ? name_hash(name, name_len) : (uint32_t)s->index * 2654435761u;
   s->offset_ms = h % s->interval_ms;
-  s->heap_pos = -1;
   lua_pushvalue(L, 2);
   s->monitor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   d->slots[d->n++] = s;
@@ -423,7 +409,7 @@ static int dispatcher_stop(lua_State *L, mw_dispatcher *d) {
   uv_timer_stop(&d->timer);
   uv_idle_stop(&d->resume);
   for (int i = 0; i < d->heap_n; i++)
-    d->heap[i]->heap_pos = -1;
+    d->heap[i].s->scheduled = 0;
   d->heap_n = 0;
   for (int i = 0; i < d->n; i++) {
     slot *s = d->slots[i];
@@ -498,7 +484,8 @@ static int l_gc(lua_State *L) {
   luaL_unref(L, LUA_REGISTRYINDEX, d->on_error_ref);
   free(d->slots);
   free(d->heap);
-  d->slots = d->heap = NULL;
+  d->slots = NULL;
+  d->heap = NULL;
   d->n = d->heap_n = 0;
   d->started = 0;
   d->closing = 2;

@@ -255,6 +255,45 @@ describe("core dispatcher", function()
     assert.equals(2, d:stats().monitors)
   end)
 
+  it("keeps every monitor at its own interval, and runs ticks due together in the order added", function()
+    local starts, order = {}, {}
+    local d = core.dispatcher{ spread = false }
+    local intervals = { 0.05, 0.07, 0.11, 0.13, 0.05, 0.07 }
+    for i, interval in ipairs(intervals) do
+      starts[i] = {}
+      d:add({ check = function()
+        starts[i][#starts[i] + 1] = core.now()
+        if #order < #intervals then order[#order + 1] = i end
+      end }, { interval = interval, name = "m" .. i })
+    end
+    run_for(d, 0.6)
+    assert.same({ 1, 2, 3, 4, 5, 6 }, order) -- all due at the start instant
+    for i, interval in ipairs(intervals) do
+      assert.equals(math.floor(0.6 / interval) + 1, #starts[i], "monitor " .. i)
+      assert_near_all(interval, diffs(starts[i]), 0.03, "monitor " .. i)
+    end
+    assert.equals(0, d:stats().skipped)
+  end)
+
+  it("a check that stops and restarts its dispatcher leaves one tick per monitor", function()
+    local runs, restarted = { a = 0, b = 0 }, false
+    local d = core.dispatcher{ spread = false }
+    d:add({ check = function()
+      runs.a = runs.a + 1
+      if not restarted then
+        restarted = true
+        d:stop() -- cancels this check, b's too if it runs
+        d:start()
+      end
+    end }, { interval = 0.1, name = "a" })
+    d:add({ check = function() runs.b = runs.b + 1 end }, { interval = 0.1, name = "b" })
+    run_for(d, 0.35)
+    -- a: 0 (restarts), then 0+, 0.1, 0.2, 0.3; b: 0+, 0.1, 0.2, 0.3
+    assert.equals(5, runs.a)
+    assert.equals(4, runs.b)
+    assert.equals(0, d:stats().skipped)
+  end)
+
   it("d:add refuses a bad interval", function()
     local d = core.dispatcher{}
     local m = { check = function() end }
