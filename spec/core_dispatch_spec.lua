@@ -255,7 +255,7 @@ describe("core dispatcher", function()
     assert.equals(2, d:stats().monitors)
   end)
 
-  it("keeps every monitor at its own interval, and runs ticks due together in the order added", function()
+  it("keeps each monitor at its own interval; ticks due together run in the order added", function()
     local starts, order = {}, {}
     local d = core.dispatcher{ spread = false }
     local intervals = { 0.05, 0.07, 0.11, 0.13, 0.05, 0.07 }
