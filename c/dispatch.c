@@ -1,7 +1,7 @@
 /* The dispatcher: fixed-rate scheduling of many monitors.
  *
- * The monitors' next ticks sit in a binary min-heap (an array of slot
- * pointers ordered by due time), and one uv timer is armed for the earliest.
+ * The monitors' next ticks sit in a binary min-heap (an array of due time
+ * and slot entries), and one uv timer is armed for the earliest.
  * One timer per monitor made libuv's pointer-linked timer heap 10,000 nodes
  * deep, and every curl timer update walked it: 8 % of the CPU at 10,000
  * checks/s. The next check is due one interval after the previous one was
