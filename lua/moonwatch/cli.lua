@@ -157,9 +157,10 @@ function M.main(argv)
   -- Checks make garbage at a steady rate next to a long-lived set (the
   -- monitors), and nearly all of it dies within the check: the generational
   -- collector's minor cycles touch only young objects. Measured with 10,000
-  -- monitors at 1 s (bench/run.sh scale): 38 % of a core and p99 lateness
-  -- 1.9 ms, against 45 % and 6-9 ms for the best incremental settings, whose
-  -- every cycle marks and sweeps the whole heap.
+  -- monitors at 1 s (bench/run.sh scale): 36-38 % of a core and p99 lateness
+  -- 1.9-2.6 ms, against 45 % and 6-9 ms for the best incremental settings,
+  -- whose every cycle marks and sweeps the whole heap. The price: a major
+  -- cycle, rare, is not incremental (about 35 ms at that scale).
   collectgarbage("generational", 20, 100)
   local opts, err = M.parse(argv)
   if not opts then
