@@ -7,13 +7,7 @@ local BIN = os.getenv("MOONWATCH_BIN") or "build/moonwatch"
 local CONFIGS = "spec/fixtures/configs/"
 local q = fixture.shell_quote
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read_file(path) return fixture.read_file(path) or "" end
 
 -- `env` arguments that drop the MOONWATCH_* settings of this process (the
 -- test runner's own MOONWATCH_BIN and friends, or a developer's

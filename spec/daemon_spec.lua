@@ -8,13 +8,7 @@ local BIN = os.getenv("MOONWATCH_BIN") or "build/moonwatch"
 local CONFIGS = "spec/fixtures/configs/"
 local q = fixture.shell_quote
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = fixture.read_file
 
 local function now()
   local p = assert(io.popen("date +%s.%N"))

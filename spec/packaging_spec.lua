@@ -5,7 +5,9 @@
 local ROCKSPEC = "moonwatch-scm-1.rockspec"
 local BUILD_SCRIPT = "scripts/build" -- the README's run command builds with it
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local fixture = require("support.fixture")
+
+local shell_quote = fixture.shell_quote
 
 -- Runs a shell command; returns ok and its output (stdout and stderr).
 local function sh(cmd)
@@ -15,13 +17,7 @@ local function sh(cmd)
   return ok == true, out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = fixture.read_file
 
 local function lines_of(text)
   local t = {}

@@ -41,13 +41,15 @@ local function run(cmd)
   return ok == true or ok == 0
 end
 
+--- The contents of a file, or nil when it cannot be read.
 local function read_file(path)
   local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a") or ""
+  if not f then return nil end
+  local s = f:read("a")
   f:close()
   return s
 end
+fixture.read_file = read_file
 
 --- Creates a fresh private temporary directory and returns its path.
 function fixture.tmpdir()
@@ -82,7 +84,7 @@ function fixture.make_cert(dir)
     ">" .. shell_quote(log), "2>&1",
   }, " ")
   if not run(cmd) then
-    error("fixture.make_cert: openssl failed:\n" .. read_file(log))
+    error("fixture.make_cert: openssl failed:\n" .. (read_file(log) or ""))
   end
   os.remove(log)
   return cert, key
@@ -158,7 +160,7 @@ function fixture.start(opts)
     stdin:close()
     local rest = proc:read("a") or ""
     proc:close()
-    local out = (line or "") .. "\n" .. rest .. read_file(log_file)
+    local out = (line or "") .. "\n" .. rest .. (read_file(log_file) or "")
     fixture.rmtree(dir)
     error("fixture.start: server did not start (" .. cmd .. "):\n" .. out, 2)
   end
