@@ -53,6 +53,7 @@ build = {
         "c/task.c",
         "c/timer.c",
         "c/transfer.c",
+        "c/watchdog.c",
       },
       defines = { 'MOONWATCH_VERSION="0.1.0"', "_GNU_SOURCE" },
       incdirs = { "$(UV_INCDIR)", "$(CARES_INCDIR)" },

@@ -1,7 +1,10 @@
 /* luaopen_moonwatch_core: the C core as a Lua module. */
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "core.h"
 #include "loop.h"
@@ -23,7 +26,21 @@ static rlim_t nofile_raise(void) {
   return rl.rlim_cur;
 }
 
+void core_stdio_ensure(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+      continue;
+    /* open returns the lowest free fd: this one, as the lower are open */
+    int null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (null >= 0 && null != fd) {
+      dup2(null, fd);
+      close(null);
+    }
+  }
+}
+
 int luaopen_moonwatch_core(lua_State *L) {
+  core_stdio_ensure();
   /* A peer closing a socket must not kill us; curl gets EPIPE instead. */
   signal(SIGPIPE, SIG_IGN);
   rlim_t nofile = nofile_raise();

@@ -33,6 +33,7 @@ typedef struct {
   int index;
   int scheduled; /* its next tick is on the heap */
   uint64_t interval_ms, offset_ms, due_ms;
+  uint64_t budget_ns; /* CPU budget of its checks; 0: the loop's */
   mw_task *running;
 } slot;
 
@@ -213,6 +214,7 @@ static void slot_tick(mw_dispatcher *d, slot *s, uint64_t now) {
     lua_pop(L, 1);
     task->on_done = slot_check_done;
     task->on_done_data = s;
+    task->budget_ns = s->budget_ns;
     s->running = task;
     task_start(task);
   }
@@ -336,7 +338,8 @@ static int l_new(lua_State *L) {
   return 1;
 }
 
-/* d:add(monitor, { interval = seconds, name = "..." }) -> index */
+/* d:add(monitor, { interval = seconds, name = "...", cpu_budget = seconds })
+ * -> index */
 static int l_add(lua_State *L) {
   mw_dispatcher *d = check_dispatcher(L);
   luaL_checkany(L, 2);
@@ -347,11 +350,21 @@ static int l_add(lua_State *L) {
   lua_getfield(L, 3, "interval");
   int isnum = 0;
   lua_Number interval = lua_tonumberx(L, -1, &isnum);
-  if (!isnum || !(interval > 0) || interval > 86400 * 365)
+  /* Ticks are whole milliseconds: a shorter interval would silently become
+   * one. */
+  if (!isnum || !(interval >= 0.001) || interval > 86400 * 365)
     return luaL_error(L,
                       "dispatcher:add: monitor '%s': interval must be a number of seconds "
-                      "greater than 0, got %s",
+                      "greater than 0, from 0.001 (the scheduler's resolution) to one year, "
+                      "got %s",
                       name ? name : "?", luaL_tolstring(L, -1, NULL));
+  uint64_t budget_ns = 0;
+  if (lua_getfield(L, 3, "cpu_budget") != LUA_TNIL) {
+    budget_ns = task_check_budget(L, -1, "dispatcher:add: cpu_budget");
+    if (!budget_ns)
+      budget_ns = TASK_NO_BUDGET;
+  }
+  lua_pop(L, 1);
   if (d->n == d->cap) {
     int cap = d->cap ? d->cap * 2 : 16;
     slot **slots = realloc(d->slots, (size_t)cap * sizeof *slots);
@@ -370,8 +383,7 @@ static int l_add(lua_State *L) {
   s->d = d;
   s->index = d->n + 1;
   s->interval_ms = (uint64_t)(interval * 1000.0 + 0.5);
-  if (s->interval_ms == 0)
-    s->interval_ms = 1;
+  s->budget_ns = budget_ns;
   /* Spread first runs over the interval, the same way on every start. */
   uint32_t h = name ? name_hash(name, name_len) : (uint32_t)s->index * 2654435761u;
   s->offset_ms = h % s->interval_ms;

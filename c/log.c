@@ -1,24 +1,30 @@
 /* Logger: the format is compiled once into segments; a record is rendered
- * into a reusable buffer and goes out in one write(2). */
-#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L /* localtime_r, clock_gettime, O_CLOEXEC */
+ * into a reusable buffer and queued; the queue goes out in one write(2)
+ * whenever the output takes it. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* MSG_NOSIGNAL, O_NOCTTY; localtime_r, clock_gettime */
 #endif
 
 #include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOG_BUF_INIT 4096
-#define LOG_BATCH_MAX (64 * 1024)
+#define LOG_BATCH_MAX (64 * 1024) /* a batch this big is written at once */
+#define LOG_PEND_INIT (16 * 1024)
+#define LOG_LIMIT_MIN 4096
 #define LOG_WIDTH_MAX 1000 /* width and precision; larger is surely a typo */
 
 enum {
@@ -67,10 +73,15 @@ typedef struct {
   size_t tz_len;
 } log_time_cache;
 
+enum {
+  OUT_UNSET,  /* not looked at yet: fstat and reopen at the first write */
+  OUT_FILE,   /* regular file (or anything else that cannot say EAGAIN) */
+  OUT_STREAM, /* pipe, FIFO, terminal, character device: written non-blocking */
+  OUT_SOCKET, /* send(MSG_DONTWAIT): no flag changes on a shared socket */
+};
+
 struct mw_logger {
   int level;
-  int fd;
-  bool fd_owned;
   bool json;
   long long pid; /* at creation: getpid() per record is a syscall */
   log_seg *segs;
@@ -79,9 +90,32 @@ struct mw_logger {
   log_time_cache tc;
   char *buf;
   size_t buf_cap;
-  bool batch; /* records wait in pend until logger_flush */
+  char *esc; /* escaped name or message, only for a padded or cut key */
+  size_t esc_cap;
+
+  /* the output */
+  int fd; /* as given */
+  bool fd_owned;
+  int kind;       /* OUT_* */
+  int wfd;        /* written to: fd, or our non-blocking reopening of it */
+  int restore_fl; /* >= 0: fd's status flags before we set O_NONBLOCK */
+  bool atomic;    /* a pipe: writes of whole records up to PIPE_BUF */
+  char *path;     /* of logger_open_file, for logger_reopen */
+  char what[256]; /* the output in messages: its path, "stdout", "fd 5" */
+
+  /* the queue: whole records, the first maybe partly written */
+  bool batch; /* records wait until logger_flush */
   char *pend;
-  size_t pend_len, pend_cap;
+  size_t pend_off, pend_len, pend_cap, pend_max;
+  uint32_t *recs; /* lengths of the queued records, from rec_head */
+  size_t rec_head, rec_n, rec_cap;
+  size_t head_done;                 /* bytes of the first record already written */
+  bool blocked;                     /* the output said EAGAIN: wait until it is writable */
+  int err;                          /* errno of the failing output, said on stderr; 0: works */
+  unsigned long long dropped;       /* since the last WARNING about it */
+  unsigned long long lost;          /* dropped while err was set */
+  unsigned long long dropped_total; /* since creation */
+  char drop_why[320];               /* why the first of `dropped` went */
 };
 
 typedef struct {
@@ -505,21 +539,123 @@ static void emit_str(log_out *o, const log_seg *s, const char *p, size_t n) {
   emit_padded(o, s, p, n, s->width ? utf8_chars(p, n) : 0);
 }
 
-/* name and message: capped at MW_LOG_MSG_MAX bytes plus the marker. */
-static void emit_capped(log_out *o, const log_seg *s, const char *p, size_t n) {
+/* name and message: capped at MW_LOG_MSG_MAX bytes plus the marker. cut:
+ * the caller already cut the text (escaping comes after the cap). */
+static void emit_capped(log_out *o, const log_seg *s, const char *p, size_t n, bool cut) {
   if (n > MW_LOG_MSG_MAX && s->prec >= 0) {
     size_t k = utf8_prefix(p, n, (size_t)s->prec);
     if (k <= MW_LOG_MSG_MAX) {
       n = k; /* precision already cuts it short enough */
+      cut = false;
     }
   }
-  if (n <= MW_LOG_MSG_MAX) {
+  if (cut && s->prec >= 0 && utf8_chars(p, n) > (size_t)s->prec) {
+    cut = false; /* the precision cuts shorter still: no marker */
+  }
+  if (n <= MW_LOG_MSG_MAX && !cut) {
     emit_str(o, s, p, n);
     return;
   }
   /* width is irrelevant: it is at most LOG_WIDTH_MAX characters */
-  out_put(o, p, utf8_cut(p, MW_LOG_MSG_MAX));
+  out_put(o, p, n <= MW_LOG_MSG_MAX ? n : utf8_cut(p, MW_LOG_MSG_MAX));
   out_put(o, MW_LOG_TRUNCATED, sizeof MW_LOG_TRUNCATED - 1);
+}
+
+/* Length of the character at s[i] when the text format shows it as it is,
+ * else 0: C0 controls but newline and tab, DEL, C1 controls and bytes that
+ * are not UTF-8 would reach a terminal raw. */
+static inline size_t text_safe_at(const unsigned char *s, size_t i, size_t n) {
+  unsigned c = s[i];
+  if ((c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t') {
+    return 1;
+  }
+  if (c < 0x80) {
+    return 0;
+  }
+  size_t k = utf8_seq(s + i, n - i);
+  return k && !(c == 0xC2 && s[i + 1] < 0xA0) ? k : 0;
+}
+
+/* Index of the first byte to escape, or n: one scan, no copy. */
+static size_t text_unsafe(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    if (s[i] >= 0x20 && s[i] < 0x7f) { /* the common case, inline */
+      i++;
+      continue;
+    }
+    size_t k = text_safe_at(s, i, n);
+    if (!k) {
+      return i;
+    }
+    i += k;
+  }
+  return n;
+}
+
+/* Escaped text; the bytes before `from` are known to be safe. */
+static void emit_text_escaped(log_out *o, const char *str, size_t n, size_t from) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *s = (const unsigned char *)str;
+  size_t run = 0, i = from;
+  while (i < n) {
+    size_t k = text_safe_at(s, i, n);
+    if (k) {
+      i += k;
+      continue;
+    }
+    out_put(o, s + run, i - run);
+    unsigned c = s[i];
+    if (c == 0xC2 && i + 1 < n && s[i + 1] >= 0x80 && s[i + 1] < 0xA0) { /* C1 control */
+      char e[6] = {'\\', 'u', '0', '0', hex[s[i + 1] >> 4], hex[s[i + 1] & 15]};
+      out_put(o, e, 6);
+      i += 2;
+    } else if (c == '\r') {
+      out_put(o, "\\r", 2);
+      i++;
+    } else {
+      char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+      out_put(o, e, 4);
+      i++;
+    }
+    run = i;
+  }
+  out_put(o, s + run, i - run);
+}
+
+/* name or message in a text format: as it is when nothing needs escaping
+ * (no copy), else escaped; a plain %(key)s streams the escapes, a padded or
+ * cut one escapes into lg->esc first. */
+static void emit_text(mw_logger *lg, log_out *o, const log_seg *s, const char *p, size_t n) {
+  size_t scan = n > MW_LOG_MSG_MAX ? MW_LOG_MSG_MAX : n;
+  size_t bad = text_unsafe(p, scan);
+  if (bad == scan) {
+    emit_capped(o, s, p, n, false);
+    return;
+  }
+  bool cut = n > MW_LOG_MSG_MAX;
+  if (cut) {
+    n = utf8_cut(p, MW_LOG_MSG_MAX);
+  }
+  size_t need = 4 * n; /* an escape is at most 4 bytes per byte */
+  if (!s->plain && lg->esc_cap < need) {
+    char *e = realloc(lg->esc, need);
+    if (e) {
+      lg->esc = e;
+      lg->esc_cap = need;
+    }
+  }
+  if (s->plain || lg->esc_cap < need) { /* out of memory: unpadded, still escaped */
+    emit_text_escaped(o, p, n, bad);
+    if (cut) {
+      out_put(o, MW_LOG_TRUNCATED, sizeof MW_LOG_TRUNCATED - 1);
+    }
+    return;
+  }
+  log_out e = {lg->esc, lg->esc_cap, 0};
+  emit_text_escaped(&e, p, n, bad);
+  emit_capped(o, s, lg->esc, e.len, cut);
 }
 
 /* A numeric key's value as fixed point: whole + usec / 1e6 (usec >= 0). */
@@ -623,10 +759,10 @@ static void render_text(mw_logger *lg, log_out *o, log_time t, int level, const 
       break;
     }
     case KEY_NAME:
-      emit_capped(o, s, name, name_len);
+      emit_text(lg, o, s, name, name_len);
       break;
     case KEY_MESSAGE:
-      emit_capped(o, s, msg, msg_len);
+      emit_text(lg, o, s, msg, msg_len);
       break;
     case KEY_LEVELNO:
       emit_num(o, s, level, 0, false);
@@ -644,24 +780,31 @@ static void render_text(mw_logger *lg, log_out *o, log_time t, int level, const 
   }
 }
 
-/* RFC 8259 string body; invalid UTF-8 bytes become U+FFFD, one per byte. */
+/* RFC 8259 string body; invalid UTF-8 bytes become U+FFFD, one per byte.
+ * DEL and C1 controls are valid JSON as they are, but are escaped too: a
+ * JSON log is also read on a terminal. */
 static void emit_json_str(log_out *o, const char *str, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *s = (const unsigned char *)str;
   size_t run = 0, i = 0;
   while (i < n) {
-    unsigned char c = s[i];
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+    unsigned c = s[i];
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
       i++;
       continue;
     }
     size_t k = c >= 0x80 ? utf8_seq(s + i, n - i) : 0;
-    if (k) {
+    bool c1 = k == 2 && c == 0xC2 && s[i + 1] < 0xA0;
+    if (k && !c1) {
       i += k;
       continue;
     }
     out_put(o, s + run, i - run);
-    if (c >= 0x80) {
+    if (c1) {
+      char e[6] = {'\\', 'u', '0', '0', hex[s[i + 1] >> 4], hex[s[i + 1] & 15]};
+      out_put(o, e, 6);
+      i++;
+    } else if (c >= 0x80) {
       out_put(o, "\xef\xbf\xbd", 3);
     } else if (c == '"' || c == '\\') {
       char e[2] = {'\\', (char)c};
@@ -762,25 +905,369 @@ const char *logger_render(mw_logger *lg, double wall_time, int level, const char
   return render_at(lg, time_from_double(wall_time), level, name, name_len, msg, msg_len, len);
 }
 
-/* ---- output ---- */
+/* ---- messages on stderr ---- */
 
-int logger_write_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n > 0) {
-      buf += n;
-      len -= (size_t)n;
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      /* a non-blocking pipe is full: wait rather than spin or drop */
-      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-      if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
-        return -errno;
-      }
-    } else {
-      return n < 0 ? -errno : -EIO;
+/* One non-blocking attempt: a stalled terminal must not stall the loop with
+ * a message about a stalled log either. */
+static void stderr_write(const char *msg, size_t len) {
+  struct stat st;
+  ssize_t n = 0;
+  if (fstat(2, &st) != 0) {
+    return;
+  }
+  if (S_ISSOCK(st.st_mode)) {
+    n = send(2, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n;
+    return;
+  }
+  int fl = fcntl(2, F_GETFL);
+  if (S_ISREG(st.st_mode) || fl < 0 || (fl & O_NONBLOCK)) {
+    n = write(2, msg, len);
+    (void)n;
+    return;
+  }
+  int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd >= 0) {
+    n = write(fd, msg, len);
+    close(fd);
+  } else if (fcntl(2, F_SETFL, fl | O_NONBLOCK) == 0) {
+    n = write(2, msg, len);
+    fcntl(2, F_SETFL, fl);
+  }
+  (void)n;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void say(const char *fmt, ...) {
+  char msg[1024];
+  size_t n = (size_t)snprintf(msg, sizeof msg, "moonwatch: log: ");
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(msg + n, sizeof msg - n - 1, fmt, ap);
+  va_end(ap);
+  n += k < 0 ? 0 : (size_t)k < sizeof msg - n - 1 ? (size_t)k : sizeof msg - n - 2;
+  msg[n++] = '\n';
+  stderr_write(msg, n);
+}
+
+/* "1 MiB", "64 KiB", "5000 bytes" */
+static const char *size_text(size_t bytes, char tmp[32]) {
+  if (bytes % (1024 * 1024) == 0) {
+    snprintf(tmp, 32, "%zu MiB", bytes / (1024 * 1024));
+  } else if (bytes % 1024 == 0) {
+    snprintf(tmp, 32, "%zu KiB", bytes / 1024);
+  } else {
+    snprintf(tmp, 32, "%zu bytes", bytes);
+  }
+  return tmp;
+}
+
+/* "1 record was", "3 log records were" */
+static const char *records_text(unsigned long long n, const char *noun, char tmp[64]) {
+  snprintf(tmp, 64, "%llu %s%s", n, noun, n == 1 ? " was" : "s were");
+  return tmp;
+}
+
+/* ---- the output ---- */
+
+static void output_name(mw_logger *lg) {
+  if (lg->path) {
+    snprintf(lg->what, sizeof lg->what, "%.250s", lg->path);
+  } else if (lg->fd == 1) {
+    snprintf(lg->what, sizeof lg->what, "stdout");
+  } else if (lg->fd == 2) {
+    snprintf(lg->what, sizeof lg->what, "stderr");
+  } else {
+    snprintf(lg->what, sizeof lg->what, "fd %d", lg->fd);
+  }
+}
+
+/* Finds a way to write fd that never blocks. */
+static void output_setup(mw_logger *lg) {
+  lg->kind = OUT_FILE;
+  lg->wfd = lg->fd;
+  lg->restore_fl = -1;
+  lg->atomic = false;
+  struct stat st;
+  if (fstat(lg->fd, &st) != 0) {
+    return; /* writes fail and say why */
+  }
+  if (S_ISSOCK(st.st_mode)) {
+    lg->kind = OUT_SOCKET;
+    return;
+  }
+  if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+    return;
+  }
+  lg->kind = OUT_STREAM;
+  lg->atomic = S_ISFIFO(st.st_mode);
+  int fl = fcntl(lg->fd, F_GETFL);
+  if (fl < 0 || (fl & O_NONBLOCK) || (fl & O_ACCMODE) == O_RDONLY) {
+    return;
+  }
+  /* A new open file description: O_NONBLOCK on the inherited one would
+   * reach the shell and every other process sharing it. */
+  char proc[40];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", lg->fd);
+  int fd = open(proc, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (fl & O_APPEND));
+  struct stat nst;
+  if (fd >= 0 && fstat(fd, &nst) == 0 && nst.st_dev == st.st_dev && nst.st_ino == st.st_ino) {
+    lg->wfd = fd;
+    return;
+  }
+  if (fd >= 0) {
+    close(fd);
+  }
+  if (fcntl(lg->fd, F_SETFL, fl | O_NONBLOCK) == 0) { /* no /proc, or a FIFO without reader */
+    lg->restore_fl = fl;
+  }
+}
+
+static void output_release(mw_logger *lg, int next_fd) {
+  if (lg->kind != OUT_UNSET) {
+    if (lg->wfd != lg->fd) {
+      close(lg->wfd);
     }
+    if (lg->restore_fl >= 0) {
+      fcntl(lg->fd, F_SETFL, lg->restore_fl);
+    }
+  }
+  if (lg->fd_owned && lg->fd != next_fd) {
+    close(lg->fd);
+  }
+  lg->kind = OUT_UNSET;
+  lg->wfd = -1;
+  lg->restore_fl = -1;
+}
+
+static ssize_t output_write(mw_logger *lg, const char *p, size_t len) {
+  for (;;) {
+    ssize_t n = lg->kind == OUT_SOCKET ? send(lg->wfd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                       : write(lg->wfd, p, len);
+    if (n >= 0) {
+      return n;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == ENOTSOCK && lg->kind == OUT_SOCKET) {
+      lg->kind = OUT_STREAM;
+      continue;
+    }
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
+static void output_failed(mw_logger *lg, int e) {
+  if (lg->err) {
+    return; /* said once */
+  }
+  lg->err = e;
+  lg->lost = 0;
+  char size[32];
+  say("cannot write to %s: %s; records are kept and retried, dropped when %s is full", lg->what,
+      strerror(e), size_text(lg->pend_max, size));
+}
+
+static void output_works(mw_logger *lg) {
+  if (!lg->err) {
+    return;
+  }
+  lg->err = 0;
+  char tmp[64];
+  if (lg->lost) {
+    say("writing to %s works again; %s lost", lg->what, records_text(lg->lost, "record", tmp));
+  } else {
+    say("writing to %s works again; no records were lost", lg->what);
+  }
+}
+
+/* ---- the queue ---- */
+
+/* Room for a record of len bytes at the end of the queue, or NULL when the
+ * queue is full (or memory is). pend_commit then makes it a record. */
+static char *pend_room(mw_logger *lg, size_t len) {
+  if (len > lg->pend_max || lg->pend_len > lg->pend_max - len) {
+    return NULL;
+  }
+  if (lg->pend_off + lg->pend_len + len > lg->pend_cap) {
+    if (lg->pend_off) {
+      memmove(lg->pend, lg->pend + lg->pend_off, lg->pend_len);
+      lg->pend_off = 0;
+    }
+    if (lg->pend_len + len > lg->pend_cap) {
+      size_t cap = lg->pend_cap ? lg->pend_cap : LOG_PEND_INIT;
+      while (cap < lg->pend_len + len) {
+        cap *= 2;
+      }
+      char *nb = realloc(lg->pend, cap);
+      if (!nb) {
+        return NULL;
+      }
+      lg->pend = nb;
+      lg->pend_cap = cap;
+    }
+  }
+  if (lg->rec_head + lg->rec_n == lg->rec_cap) {
+    if (lg->rec_head) {
+      memmove(lg->recs, lg->recs + lg->rec_head, lg->rec_n * sizeof *lg->recs);
+      lg->rec_head = 0;
+    } else {
+      size_t cap = lg->rec_cap ? 2 * lg->rec_cap : 256;
+      uint32_t *nr = realloc(lg->recs, cap * sizeof *nr);
+      if (!nr) {
+        return NULL;
+      }
+      lg->recs = nr;
+      lg->rec_cap = cap;
+    }
+  }
+  return lg->pend + lg->pend_off + lg->pend_len;
+}
+
+static void pend_commit(mw_logger *lg, size_t len) {
+  lg->recs[lg->rec_head + lg->rec_n++] = (uint32_t)len;
+  lg->pend_len += len;
+}
+
+/* Removes n written bytes from the front. */
+static void pend_consume(mw_logger *lg, size_t n) {
+  lg->pend_off += n;
+  lg->pend_len -= n;
+  n += lg->head_done;
+  while (lg->rec_n && n >= lg->recs[lg->rec_head]) {
+    n -= lg->recs[lg->rec_head];
+    lg->rec_head++;
+    lg->rec_n--;
+  }
+  lg->head_done = n;
+  if (!lg->pend_len) {
+    lg->pend_off = lg->rec_head = lg->head_done = 0;
+  }
+}
+
+static void note_drop(mw_logger *lg) {
+  if (lg->dropped++ == 0) {
+    if (lg->err) {
+      snprintf(lg->drop_why, sizeof lg->drop_why, "cannot write to %s: %s", lg->what,
+               strerror(lg->err));
+    } else {
+      snprintf(lg->drop_why, sizeof lg->drop_why, "%s did not keep up", lg->what);
+    }
+  }
+  lg->dropped_total++;
+  if (lg->err) {
+    lg->lost++;
+  }
+}
+
+static log_time time_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (log_time){(long long)ts.tv_sec, (int)(ts.tv_nsec / 1000)};
+}
+
+/* Queues the WARNING about dropped records, in the logger's own format, if
+ * `extra` more bytes still fit after it. */
+static bool queue_drop_warning(mw_logger *lg, size_t extra) {
+  char msg[512], size[32], tmp[64];
+  int m = snprintf(msg, sizeof msg, "%s dropped: %s, and the %s log buffer was full",
+                   records_text(lg->dropped, "log record", tmp), lg->drop_why,
+                   size_text(lg->pend_max, size));
+  size_t mlen = m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
+  log_time t = time_now();
+  size_t len = format_at(lg, NULL, 0, t, MW_LOG_WARNING, "moonwatch", 9, msg, mlen);
+  if (len + 1 + extra > lg->pend_max - lg->pend_len) {
+    return false;
+  }
+  char *p = pend_room(lg, len + 1); /* + 1: format_at ends it with a NUL */
+  if (!p) {
+    return false;
+  }
+  format_at(lg, p, len + 1, t, MW_LOG_WARNING, "moonwatch", 9, msg, mlen);
+  pend_commit(lg, len);
+  lg->dropped = 0;
+  return true;
+}
+
+/* A write to a regular file failed after part of a record went out: cuts
+ * the file back to where the record began (a record is whole or absent) and
+ * queues all of it again. If the file cannot be cut, the record continues
+ * where it stopped. */
+static void file_cut(mw_logger *lg) {
+  off_t end = lseek(lg->wfd, 0, SEEK_CUR);
+  off_t part = (off_t)lg->head_done;
+  if (end < part || ftruncate(lg->wfd, end - part) != 0) {
+    return;
+  }
+  lseek(lg->wfd, end - part, SEEK_SET); /* without O_APPEND: no hole */
+  lg->pend_off -= lg->head_done;
+  lg->pend_len += lg->head_done;
+  lg->head_done = 0;
+}
+
+/* Bytes for the next write: all, or for a pipe whole records up to
+ * PIPE_BUF, which the kernel writes whole or not at all, so that a process
+ * sharing the pipe never cuts into one of ours (a longer record goes alone). */
+static size_t write_size(const mw_logger *lg) {
+  if (!lg->atomic || lg->pend_len <= PIPE_BUF) {
+    return lg->pend_len;
+  }
+  size_t n = lg->recs[lg->rec_head] - lg->head_done;
+  for (size_t i = 1; i < lg->rec_n && n + lg->recs[lg->rec_head + i] <= PIPE_BUF; i++) {
+    n += lg->recs[lg->rec_head + i];
+  }
+  return n;
+}
+
+/* Writes what the output takes: 0 when the queue is empty, -EAGAIN, or the
+ * -errno of a failed write (said on stderr once). */
+static int drain(mw_logger *lg) {
+  if (lg->kind == OUT_UNSET) {
+    output_setup(lg);
+  }
+  lg->blocked = false;
+  bool progress = false;
+  while (lg->pend_len || (lg->dropped && queue_drop_warning(lg, 0))) {
+    ssize_t n = output_write(lg, lg->pend + lg->pend_off, write_size(lg));
+    if (n == -EAGAIN) {
+      lg->blocked = true;
+      if (progress) {
+        output_works(lg);
+      }
+      return -EAGAIN;
+    }
+    if (n <= 0) {
+      int e = n < 0 ? (int)-n : EIO;
+      if (lg->head_done && lg->kind == OUT_FILE) {
+        file_cut(lg);
+      }
+      output_failed(lg, e);
+      return -e;
+    }
+    progress = true;
+    pend_consume(lg, (size_t)n); /* after a short write, the next one says why */
+  }
+  if (progress) {
+    output_works(lg);
+  }
+  return 0;
+}
+
+static int queue_record(mw_logger *lg, const char *rec, size_t len) {
+  if (lg->dropped) {
+    queue_drop_warning(lg, len); /* there is room again: say what went before */
+  }
+  char *p = pend_room(lg, len);
+  if (!p) {
+    note_drop(lg);
+    return -ENOBUFS;
+  }
+  memcpy(p, rec, len);
+  pend_commit(lg, len);
+  if (!lg->blocked && (!lg->batch || lg->pend_len >= LOG_BATCH_MAX)) {
+    drain(lg); /* a failure keeps the record queued and is said once */
   }
   return 0;
 }
@@ -790,54 +1277,88 @@ int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, cons
   if (level < lg->level) {
     return 0;
   }
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  log_time t = {(long long)ts.tv_sec, (int)(ts.tv_nsec / 1000)};
   size_t len;
-  const char *rec = render_at(lg, t, level, name, name_len, msg, msg_len, &len);
+  const char *rec = render_at(lg, time_now(), level, name, name_len, msg, msg_len, &len);
   if (!rec) {
     return -ENOMEM;
   }
-  if (!lg->batch) {
-    return logger_write_all(lg->fd, rec, len);
-  }
-  if (lg->pend_len + len > lg->pend_cap) {
-    int rc = logger_flush(lg);
-    if (rc < 0) {
-      return rc;
-    }
-    if (len > lg->pend_cap) { /* bigger than the whole batch: on its own */
-      return logger_write_all(lg->fd, rec, len);
-    }
-  }
-  memcpy(lg->pend + lg->pend_len, rec, len);
-  lg->pend_len += len;
-  return 0;
+  return queue_record(lg, rec, len);
 }
 
 int logger_flush(mw_logger *lg) {
-  if (!lg->pend_len) {
+  if (!lg->pend_len && !lg->dropped) {
     return 0;
   }
-  size_t len = lg->pend_len;
-  lg->pend_len = 0;
-  return logger_write_all(lg->fd, lg->pend, len);
+  return drain(lg);
 }
 
 int logger_set_batch(mw_logger *lg, bool batch) {
-  if (batch && !lg->pend) {
-    lg->pend = malloc(LOG_BATCH_MAX);
-    if (!lg->pend) {
-      return -ENOMEM;
-    }
-    lg->pend_cap = LOG_BATCH_MAX;
-  }
-  int rc = batch ? 0 : logger_flush(lg);
   lg->batch = batch;
-  return rc;
+  return batch ? 0 : logger_flush(lg);
+}
+
+int logger_wait_fd(const mw_logger *lg) {
+  return lg->blocked && lg->pend_len ? lg->wfd : -1;
+}
+
+size_t logger_pending(const mw_logger *lg) {
+  return lg->pend_len;
+}
+
+unsigned long long logger_dropped(const mw_logger *lg) {
+  return lg->dropped_total;
+}
+
+void logger_set_limit(mw_logger *lg, size_t bytes) {
+  if (bytes < LOG_LIMIT_MIN) {
+    bytes = LOG_LIMIT_MIN;
+  }
+  if (bytes > UINT32_MAX) {
+    bytes = UINT32_MAX;
+  }
+  lg->pend_max = bytes;
 }
 
 /* ---- lifecycle ---- */
+
+static long long ms_since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (t.tv_sec - t0->tv_sec) * 1000LL + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* The bounded last attempt of logger_free, then what was lost on stderr. */
+static void final_flush(mw_logger *lg) {
+  if (!lg->pend_len && !lg->dropped) {
+    return;
+  }
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int rc;
+  while ((rc = drain(lg)) == -EAGAIN) {
+    long long left = MW_LOG_FINAL_MS - ms_since(&t0);
+    if (left <= 0) {
+      break;
+    }
+    struct pollfd pfd = {.fd = lg->wfd, .events = POLLOUT};
+    if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
+      break;
+    }
+  }
+  unsigned long long lost = lg->rec_n + lg->dropped;
+  if (!lost) {
+    return;
+  }
+  char tmp[64];
+  const char *n = records_text(lost, "record", tmp);
+  if (rc == -EAGAIN) {
+    say("%s lost at exit: %s did not keep up (waited %d ms)", n, lg->what, MW_LOG_FINAL_MS);
+  } else if (rc < 0) {
+    say("%s lost at exit: cannot write to %s: %s", n, lg->what, strerror(-rc));
+  } else {
+    say("%s lost at exit: %s", n, lg->drop_why);
+  }
+}
 
 mw_logger *logger_new(const char *format, int level, char *err, size_t errsz) {
   mw_logger *lg = calloc(1, sizeof *lg);
@@ -847,6 +1368,11 @@ mw_logger *logger_new(const char *format, int level, char *err, size_t errsz) {
   }
   lg->level = level;
   lg->fd = 1;
+  lg->kind = OUT_UNSET;
+  lg->wfd = -1;
+  lg->restore_fl = -1;
+  lg->pend_max = MW_LOG_BUFFER_MAX;
+  output_name(lg);
   lg->pid = (long long)getpid();
   lg->buf_cap = LOG_BUF_INIT;
   lg->buf = malloc(lg->buf_cap);
@@ -871,37 +1397,77 @@ void logger_free(mw_logger *lg) {
   if (!lg) {
     return;
   }
-  logger_flush(lg);
-  if (lg->fd_owned) {
-    close(lg->fd);
-  }
+  final_flush(lg);
+  output_release(lg, -1);
+  free(lg->path);
   free(lg->pend);
+  free(lg->recs);
   free(lg->segs);
   free(lg->lits);
   free(lg->buf);
+  free(lg->esc);
   free(lg);
 }
 
-void logger_set_fd(mw_logger *lg, int fd, bool owned) {
-  logger_flush(lg);
-  if (lg->fd_owned && lg->fd != fd) {
-    close(lg->fd);
+/* Switches to fd (path: the file it was opened from, owned by lg now). */
+static void output_switch(mw_logger *lg, int fd, bool owned, char *path) {
+  if (lg->pend_len) {
+    drain(lg); /* one attempt on the old output */
   }
+  if (lg->head_done) { /* the rest of a record begun there would be garbage here */
+    pend_consume(lg, lg->recs[lg->rec_head] - lg->head_done);
+    note_drop(lg);
+  }
+  output_release(lg, fd);
+  free(lg->path);
+  lg->path = path;
   lg->fd = fd;
   lg->fd_owned = owned;
+  lg->blocked = false;
+  output_name(lg);
+}
+
+void logger_set_fd(mw_logger *lg, int fd, bool owned) {
+  output_switch(lg, fd, owned, NULL);
+}
+
+static int open_log(const char *path) {
+  int fd;
+  do {
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+  } while (fd < 0 && errno == EINTR);
+  return fd < 0 ? -errno : fd;
 }
 
 int logger_open_file(mw_logger *lg, const char *path, char *err, size_t errsz) {
-  int fd;
-  do {
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  } while (fd < 0 && errno == EINTR);
+  int fd = open_log(path);
   if (fd < 0) {
-    int e = errno;
-    set_err(err, errsz, "log.file: cannot open '%.400s': %s", path, strerror(e));
-    return -e;
+    set_err(err, errsz, "log.file: cannot open '%.400s': %s", path, strerror(-fd));
+    return fd;
   }
-  logger_set_fd(lg, fd, true);
+  char *copy = strdup(path);
+  if (!copy) {
+    close(fd);
+    set_err(err, errsz, "log.file: out of memory");
+    return -ENOMEM;
+  }
+  output_switch(lg, fd, true, copy);
+  return 0;
+}
+
+int logger_reopen(mw_logger *lg, char *err, size_t errsz) {
+  if (!lg->path) {
+    set_err(err, errsz, "not a file logger");
+    return -EINVAL;
+  }
+  int fd = open_log(lg->path);
+  if (fd < 0) {
+    set_err(err, errsz, "log.file: cannot reopen '%.400s': %s", lg->path, strerror(-fd));
+    return fd;
+  }
+  char *path = lg->path;
+  lg->path = NULL; /* output_switch frees the old one */
+  output_switch(lg, fd, true, path);
   return 0;
 }
 

@@ -1,4 +1,4 @@
-/* Logger: Python-logging-style records written to a fd, one write(2) per record.
+/* Logger: Python-logging-style records written to a fd without blocking.
  *
  * Pure C (no Lua, no libuv). A logger is not thread-safe: it owns a reusable
  * output buffer and a per-second time cache, so use one logger per thread. */
@@ -28,6 +28,12 @@ enum {
 /* Enough for every error message this module produces (longer paths are cut). */
 #define MW_LOG_ERR_SIZE 512
 
+/* Records waiting for the output are bounded: past this many bytes new ones
+ * are dropped whole and counted (logger_set_limit changes it). */
+#define MW_LOG_BUFFER_MAX (1024 * 1024)
+/* How long logger_free waits for an output that does not keep up. */
+#define MW_LOG_FINAL_MS 1000
+
 typedef struct mw_logger mw_logger;
 
 /* Creates a logger writing to fd 1. format: NULL for MW_LOG_DEFAULT_FORMAT,
@@ -38,24 +44,60 @@ typedef struct mw_logger mw_logger;
  * e.g. "log.format: unknown key 'foo' in %(foo)s at position 3" (positions
  * are 0-based byte offsets of the '%'), or when out of memory. */
 mw_logger *logger_new(const char *format, int level, char *err, size_t errsz);
-/* Closes the fd if the logger owns it. NULL is a no-op. */
+/* Gives pending records a last chance (up to MW_LOG_FINAL_MS while the
+ * output does not keep up, one attempt after a write error), says on stderr
+ * how many were lost, restores the fd's flags and closes the fd if the
+ * logger owns it. NULL is a no-op. */
 void logger_free(mw_logger *lg);
 
-/* Writes to fd from now on; owned means logger_free/the next set closes it. A
- * previously owned fd is closed. */
-void logger_set_fd(mw_logger *lg, int fd, bool owned);
-/* Opens path O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC, 0644, and writes there
- * (owned). Returns 0, or -errno with "log.file: cannot open '<path>': <strerror>"
- * in err; the logger's current fd stays in place on failure. */
-int logger_open_file(mw_logger *lg, const char *path, char *err, size_t errsz);
-int logger_fd(const mw_logger *lg);
+/* Output. Writes never block: a pipe, FIFO, terminal or character device is
+ * written through a non-blocking reopening of /proc/self/fd/N (its own open
+ * file description: the shell's stays blocking), else by setting O_NONBLOCK
+ * on the fd until logger_free; a socket through send(MSG_DONTWAIT); a
+ * regular file as it is. What the output does not take waits in a queue of
+ * whole records (at most MW_LOG_BUFFER_MAX bytes) in order; a record is
+ * written whole or not at all (a short write to a regular file is cut back
+ * with ftruncate; a pipe continues where it stopped). When the queue is full
+ * new records are dropped and counted, and once there is room again the
+ * logger writes a WARNING record (name "moonwatch") saying how many and why.
+ * A write error is said once on stderr ("moonwatch: log: cannot write to
+ * ..."), the records stay queued and are retried at the next write or flush,
+ * and recovery is said too, with the count of records lost. */
 
-/* In batch mode logger_log queues whole records (up to 64 KiB) and
- * logger_flush writes them in one write(2): a busy loop turn costs one
- * syscall, and records still never split or interleave. */
+/* Writes to fd from now on; owned means logger_free/the next set closes it. A
+ * previously owned fd is closed. Pending records get one attempt on the old
+ * output; the rest go to the new one. */
+void logger_set_fd(mw_logger *lg, int fd, bool owned);
+/* Opens path O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC|O_NONBLOCK, 0644, and writes
+ * there (owned). Returns 0, or -errno with "log.file: cannot open '<path>':
+ * <strerror>" in err; the logger's current fd stays in place on failure. */
+int logger_open_file(mw_logger *lg, const char *path, char *err, size_t errsz);
+/* Opens the path of logger_open_file again (logrotate moved the file away):
+ * pending records get one attempt on the old file, the rest go to the new
+ * one. Returns 0, or -errno and "log.file: cannot reopen '<path>': <strerror>"
+ * in err (the old file stays in use), or -EINVAL and "not a file logger". */
+int logger_reopen(mw_logger *lg, char *err, size_t errsz);
+/* The fd given to logger_set_fd or opened by logger_open_file. */
+int logger_fd(const mw_logger *lg);
+/* Bounds the queue of pending records (at least 4 KiB; default
+ * MW_LOG_BUFFER_MAX). */
+void logger_set_limit(mw_logger *lg, size_t bytes);
+
+/* In batch mode logger_log only queues records and logger_flush writes them
+ * in one write(2): a busy loop turn costs one syscall, and records still
+ * never split or interleave. Past 64 KiB queued, logger_log writes at once. */
 int logger_set_batch(mw_logger *lg, bool batch);
-/* Writes the queued records; 0 or -errno. */
+/* Writes the queued records: 0 when all are out, -EAGAIN when the output
+ * takes no more now (wait for logger_wait_fd to be writable), or -errno of a
+ * write error (the records stay queued). */
 int logger_flush(mw_logger *lg);
+/* The fd to wait on for writability before logger_flush can make progress
+ * (records wait and the output said EAGAIN), else -1. */
+int logger_wait_fd(const mw_logger *lg);
+/* Bytes waiting in the queue. */
+size_t logger_pending(const mw_logger *lg);
+/* Records dropped since the logger was created. */
+unsigned long long logger_dropped(const mw_logger *lg);
 
 int logger_level(const mw_logger *lg);
 void logger_set_level(mw_logger *lg, int level);
@@ -73,7 +115,13 @@ const char *logger_level_name(int level);
  * returns the full record length; when that is < cap, buf holds the whole
  * record NUL-terminated, otherwise only the first cap bytes were stored. No
  * level filtering. name/msg need not be NUL-terminated; NULL is fine when the
- * length is 0. */
+ * length is 0.
+ *
+ * Text formats show name and message with control bytes escaped, so that
+ * bytes from a server cannot drive a terminal: CR as \r, other C0 controls
+ * and DEL as \xNN, C1 controls (U+0080-U+009F) as \u0085, bytes that are not
+ * UTF-8 as \xNN; newline and tab stay. JSON escapes them its own way (and
+ * invalid bytes become U+FFFD). */
 size_t logger_format(mw_logger *lg, char *buf, size_t cap, double wall_time, int level,
                      const char *name, size_t name_len, const char *msg, size_t msg_len);
 /* Same, into the logger's own growing buffer: returns a pointer valid until
@@ -82,15 +130,11 @@ const char *logger_render(mw_logger *lg, double wall_time, int level, const char
                           size_t name_len, const char *msg, size_t msg_len, size_t *len);
 
 /* Formats a record stamped with the current time (CLOCK_REALTIME) and writes
- * it, unless level is below the logger's level. Returns 0 (also when
- * filtered), or -errno when formatting ran out of memory or the write failed. */
+ * or queues it, unless level is below the logger's level. Returns 0 (also
+ * when filtered, and when a write error keeps the record queued), -ENOBUFS
+ * when the record was dropped (the queue is full) or -ENOMEM. */
 int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
                size_t msg_len);
-
-/* Writes all of buf with a single write(2) when the fd takes it (always for a
- * regular file or up to PIPE_BUF on a pipe); retries the rest after EINTR,
- * partial writes and EAGAIN (polling for POLLOUT). Returns 0 or -errno. */
-int logger_write_all(int fd, const char *buf, size_t len);
 
 /* Lua binding (lua_log.c): with the module table on top of the stack, sets
  * core.logger and core.log_levels. Declared here so log.h stays Lua-free. */

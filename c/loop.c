@@ -7,6 +7,7 @@
 
 #include "core.h"
 #include "loop.h"
+#include "watchdog.h"
 
 static const char loop_key = 'L';
 
@@ -74,6 +75,8 @@ mw_loop *loop_get(lua_State *L) {
   lua_newtable(L);
   loop->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   task_queue_init(loop);
+  loop->cpu_budget_ns = 1000000000u;
+  watchdog_init(); /* without it (no thread), budgets are not enforced */
   uv_prepare_init(&loop->uv, &loop->flush_prepare);
   loop->flush_prepare.data = loop;
   uv_prepare_start(&loop->flush_prepare, loop_on_prepare);

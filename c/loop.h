@@ -16,6 +16,9 @@ typedef struct mw_http mw_http;
 typedef struct mw_resolver mw_resolver;
 typedef struct mw_signals mw_signals;
 
+/* A task's budget_ns for "no limit" (0 means the loop's default). */
+#define TASK_NO_BUDGET UINT64_MAX
+
 typedef enum {
   TASK_READY,     /* queued, will be resumed by the loop */
   TASK_RUNNING,   /* executing Lua right now */
@@ -37,9 +40,10 @@ struct mw_task {
   int nresults;
   mw_task_state state;
   int cancel_requested;
-  int pooled;  /* a dispatcher check: its thread is reused once it ends */
-  int exposed; /* Lua got hold of it (core.current): never reused */
-  int nargs;   /* values waiting on co's stack for the next resume */
+  int pooled;         /* a dispatcher check: its thread is reused once it ends */
+  int exposed;        /* Lua got hold of it (core.current): never reused */
+  int nargs;          /* values waiting on co's stack for the next resume */
+  uint64_t budget_ns; /* CPU budget of one resume; 0: the loop's */
   mw_task *ready_prev, *ready_next;
   mw_task *alive_prev, *alive_next;
   mw_wait_cancel_fn wait_cancel;
@@ -62,6 +66,7 @@ typedef struct mw_loop {
   int tasks_alive;
   int running; /* inside core.run */
   int closed;
+  uint64_t cpu_budget_ns; /* default CPU budget of a task's resume; 0: none */
   mw_http *http;
   mw_resolver *resolver;
   mw_signals *signals;
@@ -94,6 +99,8 @@ mw_task *task_check_current(lua_State *L, const char *what);
  * caller then returns lua_yield(L, 0). */
 void task_wait(mw_task *task, mw_wait_cancel_fn cancel, void *data);
 int task_is_final(const mw_task *task);
+/* Reads a CPU budget in seconds at idx (0: none); raises naming what. */
+uint64_t task_check_budget(lua_State *L, int idx, const char *what);
 /* Pushes true, results... | false, traceback, error | false, "cancelled". */
 int task_push_result(lua_State *L, mw_task *task);
 void task_queue_init(mw_loop *loop);

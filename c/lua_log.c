@@ -1,56 +1,158 @@
-/* Lua binding of the logger: core.logger{...} and core.log_levels. */
+/* Lua binding of the logger: core.logger{...} and core.log_levels.
+ *
+ * log.c never blocks and never waits: when a flush leaves records queued
+ * because the output said EAGAIN, this file watches the fd with a uv_poll
+ * (unref'd: it never keeps the loop alive) and flushes when it is writable. */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #endif
 
 #include "log.h"
+#include "loop.h"
 
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define LOGGER_MT "moonwatch.logger"
 #define LEVEL_HINT "(use DEBUG, INFO, WARNING, ERROR, CRITICAL)"
 
+struct lua_logger;
+
+/* Freed only in its close callback. */
+typedef struct log_watch {
+  uv_poll_t poll;
+  struct lua_logger *owner; /* NULL once the logger is collected */
+  int fd;
+} log_watch;
+
 typedef struct lua_logger {
   mw_logger *lg;                  /* NULL once collected */
-  struct lua_logger *prev, *next; /* batching loggers, for lua_log_flush_all */
+  mw_loop *loop;                  /* the loop of the state that made it */
+  log_watch *watch;               /* NULL until the output first said EAGAIN */
+  bool watching;                  /* watch started */
+  struct lua_logger *prev, *next; /* every logger, for lua_log_flush_all */
 } lua_logger;
 
-static lua_logger *batching;
+static lua_logger *loggers;
 
-static void batching_remove(lua_logger *u) {
+static void loggers_remove(lua_logger *u) {
   if (u->prev)
     u->prev->next = u->next;
-  else if (batching == u)
-    batching = u->next;
+  else if (loggers == u)
+    loggers = u->next;
   if (u->next)
     u->next->prev = u->prev;
   u->prev = u->next = NULL;
 }
 
-/* The loop calls this once per turn, before it waits for I/O. */
+static void watch_free(uv_handle_t *handle) {
+  free(handle);
+}
+
+/* Before the fd it watches is closed, and when the logger goes. */
+static void watch_close(lua_logger *u) {
+  log_watch *w = u->watch;
+  if (!w)
+    return;
+  u->watch = NULL;
+  u->watching = false;
+  w->owner = NULL;
+  if (u->loop->closed) /* the loop finaliser closed every handle already */
+    free(w);
+  else
+    uv_close((uv_handle_t *)&w->poll, watch_free);
+}
+
+static void watch_update(lua_logger *u);
+
+static void on_writable(uv_poll_t *poll, int status, int events) {
+  (void)events;
+  lua_logger *u = ((log_watch *)poll)->owner;
+  if (!u)
+    return;
+  if (status < 0) { /* retried by lua_log_flush_all instead */
+    uv_poll_stop(poll);
+    u->watching = false;
+    return;
+  }
+  logger_flush(u->lg);
+  watch_update(u);
+}
+
+/* Watches the output while the logger waits for it, stops when it does not. */
+static void watch_update(lua_logger *u) {
+  int fd = logger_wait_fd(u->lg);
+  if (fd < 0) {
+    if (u->watching) {
+      uv_poll_stop(&u->watch->poll);
+      u->watching = false;
+    }
+    return;
+  }
+  if (u->watch && u->watch->fd != fd)
+    watch_close(u);
+  if (!u->watch) {
+    if (u->loop->closed)
+      return;
+    log_watch *w = calloc(1, sizeof *w);
+    if (!w)
+      return;
+    /* uv_poll_init sets O_NONBLOCK, which must not reach a socket we share
+     * with other processes (we send with MSG_DONTWAIT instead). */
+    int fl = fcntl(fd, F_GETFL);
+    int rc = uv_poll_init(&u->loop->uv, &w->poll, fd);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+      fcntl(fd, F_SETFL, fl);
+    if (rc != 0) { /* the records wait for the next flush of the loop */
+      free(w);
+      return;
+    }
+    w->fd = fd;
+    w->owner = u;
+    uv_unref((uv_handle_t *)&w->poll);
+    u->watch = w;
+  }
+  if (!u->watching && uv_poll_start(&u->watch->poll, UV_WRITABLE, on_writable) == 0)
+    u->watching = true;
+}
+
+/* The loop calls this once per turn, before it waits for I/O: batched
+ * records go out, and records kept after a write error are retried. */
 void lua_log_flush_all(void) {
-  for (lua_logger *u = batching; u; u = u->next)
+  for (lua_logger *u = loggers; u; u = u->next) {
+    if (u->watching)
+      continue; /* its poll flushes it */
     logger_flush(u->lg);
+    if (logger_wait_fd(u->lg) >= 0)
+      watch_update(u);
+  }
 }
 
 /* Methods get the metatable as upvalue 1: comparing it is cheaper than
  * luaL_checkudata's registry lookup on every log call. */
-static mw_logger *check_logger(lua_State *L) {
+static lua_logger *check_udata(lua_State *L) {
   lua_logger *u = lua_touserdata(L, 1);
   if (u && lua_getmetatable(L, 1)) {
     int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
     lua_pop(L, 1);
     if (ours && u->lg) {
-      return u->lg;
+      return u;
     }
   }
   luaL_typeerror(L, 1, LOGGER_MT);
   return NULL;
+}
+
+static mw_logger *check_logger(lua_State *L) {
+  return check_udata(L)->lg;
 }
 
 static int check_level(lua_State *L, int idx) {
@@ -94,9 +196,11 @@ static void push_level_name(lua_State *L, int level) {
   }
 }
 
-/* Returns true when written, false when filtered out, nil + message when the
- * write failed (a failing log must not take the caller down). */
-static int log_at(lua_State *L, mw_logger *lg, int level, int arg) {
+/* Returns true when written or queued, false when filtered out, nil +
+ * message when the record was dropped (a failing log must not take the
+ * caller down). */
+static int log_at(lua_State *L, lua_logger *u, int level, int arg) {
+  mw_logger *lg = u->lg;
   if (!logger_enabled(lg, level)) {
     lua_pushboolean(L, 0);
     return 1;
@@ -105,9 +209,13 @@ static int log_at(lua_State *L, mw_logger *lg, int level, int arg) {
   const char *name = lua_isnoneornil(L, arg) ? "root" : arg_text(L, arg, &name_len);
   const char *msg = arg_text(L, arg + 1, &msg_len);
   int rc = logger_log(lg, level, name, name_len, msg, msg_len);
+  if (!u->watching && logger_wait_fd(lg) >= 0) {
+    watch_update(u);
+  }
   if (rc < 0) {
     luaL_pushfail(L);
-    lua_pushfstring(L, "logger: write failed: %s", strerror(-rc));
+    lua_pushstring(L, rc == -ENOBUFS ? "logger: record dropped: the log buffer is full"
+                                     : "logger: out of memory");
     return 2;
   }
   lua_pushboolean(L, 1);
@@ -115,28 +223,28 @@ static int log_at(lua_State *L, mw_logger *lg, int level, int arg) {
 }
 
 static int l_log(lua_State *L) {
-  mw_logger *lg = check_logger(L);
-  return log_at(L, lg, check_level(L, 2), 3);
+  lua_logger *u = check_udata(L);
+  return log_at(L, u, check_level(L, 2), 3);
 }
 
 static int l_debug(lua_State *L) {
-  return log_at(L, check_logger(L), MW_LOG_DEBUG, 2);
+  return log_at(L, check_udata(L), MW_LOG_DEBUG, 2);
 }
 
 static int l_info(lua_State *L) {
-  return log_at(L, check_logger(L), MW_LOG_INFO, 2);
+  return log_at(L, check_udata(L), MW_LOG_INFO, 2);
 }
 
 static int l_warning(lua_State *L) {
-  return log_at(L, check_logger(L), MW_LOG_WARNING, 2);
+  return log_at(L, check_udata(L), MW_LOG_WARNING, 2);
 }
 
 static int l_error(lua_State *L) {
-  return log_at(L, check_logger(L), MW_LOG_ERROR, 2);
+  return log_at(L, check_udata(L), MW_LOG_ERROR, 2);
 }
 
 static int l_critical(lua_State *L) {
-  return log_at(L, check_logger(L), MW_LOG_CRITICAL, 2);
+  return log_at(L, check_udata(L), MW_LOG_CRITICAL, 2);
 }
 
 static int l_enabled(lua_State *L) {
@@ -182,11 +290,14 @@ static int l_format(lua_State *L) {
   return 1;
 }
 
+/* At lua_close this runs before the loop's finaliser (the loop was made
+ * first), so the watch is closed while the loop still runs callbacks. */
 static int l_gc(lua_State *L) {
   lua_logger *u = lua_touserdata(L, 1);
-  if (u) {
-    batching_remove(u);
-    logger_free(u->lg);
+  if (u && u->lg) {
+    loggers_remove(u);
+    watch_close(u);
+    logger_free(u->lg); /* the last, bounded attempt at what is queued */
     u->lg = NULL;
   }
   return 0;
@@ -268,9 +379,10 @@ static int l_logger_new(lua_State *L) {
    * raises. */
   int batch = lua_getfield(L, 1, "batch") != LUA_TNIL && lua_toboolean(L, -1);
   lua_pop(L, 1);
+  mw_loop *loop = loop_get(L);
   lua_logger *u = lua_newuserdatauv(L, sizeof *u, 0);
-  u->lg = NULL;
-  u->prev = u->next = NULL;
+  memset(u, 0, sizeof *u);
+  u->loop = loop;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   char err[MW_LOG_ERR_SIZE];
@@ -285,20 +397,26 @@ static int l_logger_new(lua_State *L) {
   } else {
     logger_set_fd(u->lg, fd, false);
   }
-  if (batch) {
-    if (logger_set_batch(u->lg, true) < 0)
-      return luaL_error(L, "logger: out of memory");
-    u->next = batching;
-    if (batching)
-      batching->prev = u;
-    batching = u;
-  }
+  if (batch)
+    logger_set_batch(u->lg, true);
+  u->next = loggers;
+  if (loggers)
+    loggers->prev = u;
+  loggers = u;
   return 1;
 }
 
-/* lg:flush() writes the records a batching logger holds. */
+/* lg:flush() writes the records the logger holds: true when all are out,
+ * false when the output takes no more now (they follow when it does), nil +
+ * message on a write error (they are kept and retried). */
 static int l_flush(lua_State *L) {
-  int rc = logger_flush(check_logger(L));
+  lua_logger *u = check_udata(L);
+  int rc = logger_flush(u->lg);
+  watch_update(u);
+  if (rc == -EAGAIN) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
   if (rc < 0) {
     luaL_pushfail(L);
     lua_pushfstring(L, "logger: write failed: %s", strerror(-rc));
@@ -308,20 +426,37 @@ static int l_flush(lua_State *L) {
   return 1;
 }
 
+/* lg:reopen() opens the file again (after logrotate): true, or nil +
+ * message ("not a file logger" for an fd). */
+static int l_reopen(lua_State *L) {
+  lua_logger *u = check_udata(L);
+  char err[MW_LOG_ERR_SIZE];
+  watch_close(u); /* it watches the fd about to be closed */
+  int rc = logger_reopen(u->lg, err, sizeof err);
+  watch_update(u);
+  if (rc < 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* lg:pending() -> bytes waiting for the output, records dropped so far */
+static int l_pending(lua_State *L) {
+  mw_logger *lg = check_logger(L);
+  lua_pushinteger(L, (lua_Integer)logger_pending(lg));
+  lua_pushinteger(L, (lua_Integer)logger_dropped(lg));
+  return 2;
+}
+
 static const luaL_Reg logger_methods[] = {
-    {"log", l_log},
-    {"debug", l_debug},
-    {"info", l_info},
-    {"warning", l_warning},
-    {"error", l_error},
-    {"critical", l_critical},
-    {"enabled", l_enabled},
-    {"level", l_level},
-    {"set_level", l_set_level},
-    {"format", l_format},
-    {"flush", l_flush},
-    {"__gc", l_gc},
-    {"__tostring", l_tostring},
+    {"log", l_log},         {"debug", l_debug}, {"info", l_info},
+    {"warning", l_warning}, {"error", l_error}, {"critical", l_critical},
+    {"enabled", l_enabled}, {"level", l_level}, {"set_level", l_set_level},
+    {"format", l_format},   {"flush", l_flush}, {"reopen", l_reopen},
+    {"pending", l_pending}, {"__gc", l_gc},     {"__tostring", l_tostring},
     {NULL, NULL},
 };
 

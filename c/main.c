@@ -98,6 +98,7 @@ static int daemon_run(lua_State *L, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  core_stdio_ensure();
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "moonwatch: cannot create a Lua state\n");

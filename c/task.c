@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "loop.h"
+#include "watchdog.h"
 
 #define TASK_MT "moonwatch.task"
 #define TASK_POOL_MAX 256
@@ -146,6 +147,7 @@ mw_task *task_new_pooled(lua_State *L, int nargs) {
   task->nargs = nargs;
   task->nresults = 0;
   task->cancel_requested = 0;
+  task->budget_ns = 0;
   task->on_done = NULL;
   task->wait_cancel = NULL;
   task->wait_data = NULL;
@@ -172,6 +174,19 @@ mw_task *task_spawn(lua_State *L, int nargs, int start_now) {
   return task;
 }
 
+/* Leaves the error and its traceback on the suspended thread, as a failed
+ * resume does. */
+static void task_fail_overrun(mw_task *task, uint64_t budget) {
+  lua_State *co = task->co;
+  lua_checkstack(co, 4);
+  luaL_where(co, 0);
+  watchdog_push_message(co, budget);
+  lua_concat(co, 2);
+  luaL_traceback(co, co, lua_tostring(co, -1), 0);
+  task->nresults = 2;
+  task_finish(task, TASK_FAILED);
+}
+
 void task_resume(mw_task *task, int nargs) {
   mw_loop *loop = task->loop;
   mw_task *outer = loop->current;
@@ -180,8 +195,19 @@ void task_resume(mw_task *task, int nargs) {
   task->wait_cancel = NULL;
   task->wait_data = NULL;
   loop->current = task;
+  uint64_t budget = task->budget_ns ? task->budget_ns : loop->cpu_budget_ns;
+  if (budget == TASK_NO_BUDGET)
+    budget = 0;
+  watchdog_state saved = watchdog_arm(task->co, budget, WATCHDOG_YIELD);
   int status = lua_resume(task->co, NULL, nargs, &nres);
+  int overran = watchdog_restore(saved);
   loop->current = outer;
+  if (status == LUA_YIELD && overran && task->state == TASK_RUNNING) {
+    /* The watchdog's hook yielded it: end it as failed, with where it was. */
+    lua_pop(task->co, nres);
+    task_fail_overrun(task, budget);
+    return;
+  }
   if (status == LUA_YIELD) {
     lua_pop(task->co, nres);
     if (task->state == TASK_RUNNING) {
@@ -289,6 +315,45 @@ static int l_cancel_all(lua_State *L) {
   return 1;
 }
 
+/* Seconds as a CPU budget in ns: 0 (none) or at least WATCHDOG_MIN_NS. */
+static uint64_t check_budget(lua_State *L, int idx, const char *what) {
+  lua_Number s = luaL_checknumber(L, idx);
+  if (s == 0)
+    return 0;
+  if (!(s >= (lua_Number)WATCHDOG_MIN_NS / 1e9) || s > 86400)
+    luaL_error(L, "%s must be 0 (no limit) or a number of seconds in [%f, 86400], got %f", what,
+               (lua_Number)WATCHDOG_MIN_NS / 1e9, s);
+  return (uint64_t)(s * 1e9);
+}
+
+uint64_t task_check_budget(lua_State *L, int idx, const char *what) {
+  return check_budget(L, idx, what);
+}
+
+/* core.cpu_budget([seconds]) -> seconds: the CPU a task may spend in one
+ * resume (between two waits) before it is ended as failed; 0: no limit. */
+static int l_cpu_budget(lua_State *L) {
+  mw_loop *loop = loop_get(L);
+  if (!lua_isnoneornil(L, 1))
+    loop->cpu_budget_ns = check_budget(L, 1, "core.cpu_budget");
+  lua_pushnumber(L, (lua_Number)loop->cpu_budget_ns / 1e9);
+  return 1;
+}
+
+/* core.cpu_limit(seconds, fn, ...) -> fn(...): raises "<where>: CPU budget
+ * exceeded..." inside fn once it has run that much CPU, for code that runs
+ * outside a task (a config being evaluated). */
+static int l_cpu_limit(lua_State *L) {
+  uint64_t ns = check_budget(L, 1, "core.cpu_limit");
+  luaL_checkany(L, 2); /* anything callable */
+  watchdog_state saved = watchdog_arm(L, ns, WATCHDOG_RAISE);
+  int rc = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+  watchdog_restore(saved);
+  if (rc != LUA_OK)
+    return lua_error(L);
+  return lua_gettop(L) - 1;
+}
+
 /* core.current() -> task | nil */
 static int l_current(lua_State *L) {
   mw_loop *loop = loop_get(L);
@@ -377,4 +442,8 @@ void task_register(lua_State *L) {
   lua_setfield(L, -2, "current");
   lua_pushcfunction(L, l_cancel_all);
   lua_setfield(L, -2, "cancel_all");
+  lua_pushcfunction(L, l_cpu_budget);
+  lua_setfield(L, -2, "cpu_budget");
+  lua_pushcfunction(L, l_cpu_limit);
+  lua_setfield(L, -2, "cpu_limit");
 }

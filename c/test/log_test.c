@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -230,7 +233,7 @@ static void test_json_escaping(void **state) {
   (void)state;
   JSON_MSG("say \"hi\" \\o/", "say \\\"hi\\\" \\\\o/");
   JSON_MSG("a\nb\tc\rd", "a\\nb\\tc\\rd");
-  JSON_MSG("\x01\x08\x0c\x1f\x7f", "\\u0001\\u0008\\u000c\\u001f\x7f");
+  JSON_MSG("\x01\x08\x0c\x1f\x7f", "\\u0001\\u0008\\u000c\\u001f\\u007f");
   JSON_MSG("nul\0byte", "nul\\u0000byte");
   /* valid UTF-8 passes through untouched */
   JSON_MSG("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
@@ -519,58 +522,447 @@ static void test_write_pipe_concurrent(void **state) {
   }
 }
 
-static void test_write_nonblocking_pipe(void **state) {
-  (void)state;
-  /* a record far larger than the pipe on a non-blocking fd: EAGAIN and partial
-   * writes are retried until the slow reader has it all */
+/* ---- output that does not keep up ---- */
+
+/* Captures what the logger says on stderr (fd 2 goes to a pipe). */
+typedef struct {
+  int saved, rd;
+} stderr_capture;
+
+static void stderr_begin(stderr_capture *c) {
   int p[2];
+  assert_int_equal(pipe(p), 0);
+  fflush(stderr);
+  c->saved = dup(2);
+  assert_true(c->saved >= 0);
+  assert_int_equal(dup2(p[1], 2), 2);
+  close(p[1]);
+  c->rd = p[0];
+}
+
+/* Restores fd 2 and returns what was said (NUL-terminated, in buf). */
+static const char *stderr_end(stderr_capture *c, char *buf, size_t cap) {
+  assert_int_equal(dup2(c->saved, 2), 2); /* the pipe's last writer is gone: EOF */
+  close(c->saved);
+  size_t n = read_all(c->rd, buf, cap - 1);
+  close(c->rd);
+  buf[n] = '\0';
+  return buf;
+}
+
+static void small_pipe(int p[2]) {
   assert_int_equal(pipe(p), 0);
 #ifdef F_SETPIPE_SZ
   fcntl(p[1], F_SETPIPE_SZ, 4096);
 #endif
-  assert_int_equal(fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK), 0);
-  enum { SIZE = 60000, COUNT = 5 };
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    close(p[0]);
-    mw_logger *lg = logger_new("%(message)s", MW_LOG_INFO, NULL, 0);
-    logger_set_fd(lg, p[1], true);
-    static char msg[SIZE];
-    int rc = 0;
-    for (int i = 0; i < COUNT && rc == 0; i++) {
-      memset(msg, 'a' + i, sizeof msg);
-      rc = logger_log(lg, MW_LOG_INFO, "n", 1, msg, sizeof msg);
-    }
-    logger_free(lg);
-    _exit(rc == 0 ? 0 : 1);
-  }
-  close(p[1]);
-  usleep(50000); /* let the writer hit EAGAIN */
-  size_t len = read_all(p[0], out, sizeof out);
-  close(p[0]);
-  int status;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  assert_int_equal(len, (size_t)COUNT * (SIZE + 1));
-  for (int i = 0; i < COUNT; i++) {
-    const char *r = out + (size_t)i * (SIZE + 1);
-    for (size_t k = 0; k < SIZE; k++) {
-      if (r[k] != 'a' + i) {
-        fail_msg("record %d byte %zu is %d", i, k, r[k]);
+}
+
+/* Reads what the pipe holds now, without waiting. */
+static size_t read_ready(int fd, char *buf, size_t cap) {
+  int fl = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n <= 0) {
+      assert_true(n == 0 || errno == EAGAIN || errno == EINTR);
+      if (n < 0 && errno == EINTR) {
+        continue;
       }
+      break;
     }
-    assert_int_equal(r[SIZE], '\n');
+    len += (size_t)n;
+    assert_true(len < cap);
   }
+  fcntl(fd, F_SETFL, fl);
+  return len;
+}
+
+static void test_pipe_never_blocks(void **state) {
+  (void)state;
+  alarm(20); /* a write that blocks ends the test instead of hanging it */
+  /* a blocking pipe nobody reads: logging must return at once, records of
+   * any size wait in order, and the shell's description stays blocking */
+  int p[2];
+  small_pipe(p);
+  mw_logger *lg = new_logger("%(message)s");
+  logger_set_fd(lg, p[1], false);
+  enum { COUNT = 40 };
+  static char want[COUNT * 7000];
+  size_t want_len = 0;
+  char msg[7000];
+  for (int i = 0; i < COUNT; i++) {
+    size_t n = i % 3 == 0 ? 6000 : 100 + (size_t)i; /* longer and shorter than PIPE_BUF */
+    memset(msg, 'a' + i % 26, n);
+    snprintf(msg, 8, "%03d", i);
+    msg[3] = ' ';
+    assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, msg, n), 0);
+    memcpy(want + want_len, msg, n);
+    want_len += n;
+    want[want_len++] = '\n';
+  }
+  assert_true(logger_pending(lg) > 0);
+  int wfd = logger_wait_fd(lg);
+  assert_true(wfd >= 0);
+  assert_int_not_equal(wfd, p[1]); /* its own open file description */
+  assert_true(fcntl(wfd, F_GETFL) & O_NONBLOCK);
+  assert_false(fcntl(p[1], F_GETFL) & O_NONBLOCK);
+
+  /* the reader catches up a little at a time; partial writes of the long
+   * records continue where they stopped */
+  size_t got = 0;
+  int rc;
+  while ((rc = logger_flush(lg)) != 0) {
+    assert_int_equal(rc, -EAGAIN);
+    ssize_t n = read(p[0], out + got, 1500); /* the pipe is full: no wait */
+    assert_true(n > 0);
+    got += (size_t)n;
+  }
+  assert_int_equal(logger_wait_fd(lg), -1);
+  logger_free(lg);
+  close(p[1]);
+  got += read_all(p[0], out + got, sizeof out - got);
+  close(p[0]);
+  assert_int_equal(got, want_len);
+  assert_memory_equal(out, want, want_len);
+  alarm(0);
+}
+
+static void test_socket_never_blocks(void **state) {
+  (void)state;
+  alarm(20);
+  /* sockets are written with MSG_DONTWAIT: no flag changes on a socket that
+   * other processes may share */
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  int small = 4096;
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  mw_logger *lg = new_logger("%(message)s");
+  logger_set_fd(lg, sv[0], true);
+  char msg[1000];
+  memset(msg, 's', sizeof msg);
+  int i = 0;
+  while (logger_wait_fd(lg) < 0) {
+    assert_true(i++ < 10000);
+    assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, msg, sizeof msg), 0);
+  }
+  assert_int_equal(logger_wait_fd(lg), sv[0]);
+  assert_false(fcntl(sv[0], F_GETFL) & O_NONBLOCK);
+  size_t got = 0;
+  while (logger_flush(lg) != 0) {
+    ssize_t n = read(sv[1], out + got, 4096);
+    assert_true(n > 0);
+    got += (size_t)n;
+  }
+  logger_free(lg); /* closes sv[0] */
+  got += read_all(sv[1], out + got, sizeof out - got);
+  close(sv[1]);
+  assert_int_equal(got, (size_t)i * (sizeof msg + 1));
+  alarm(0);
+}
+
+/* The record the format "%(levelname)s %(name)s: %(message)s" gives. */
+static size_t rec_text(char *buf, size_t cap, const char *level, const char *msg) {
+  return (size_t)snprintf(buf, cap, "%s n: %s\n", level, msg);
+}
+
+static void test_full_buffer_drops_and_warns(void **state) {
+  (void)state;
+  int p[2];
+  small_pipe(p);
+  stderr_capture cap;
+  stderr_begin(&cap);
+  mw_logger *lg = new_logger("%(levelname)s %(name)s: %(message)s");
+  logger_set_limit(lg, 4096);
+  logger_set_fd(lg, p[1], false);
+  static char want[1 << 16];
+  size_t want_len = 0;
+  char msg[600];
+  int dropped = 0;
+  for (int i = 0; i < 40; i++) {
+    snprintf(msg, sizeof msg, "%03d %0500d", i, 0);
+    int rc = logger_log(lg, MW_LOG_INFO, "n", 1, msg, strlen(msg));
+    if (rc == 0) {
+      assert_int_equal(dropped, 0); /* nobody reads: once full, full */
+      want_len += rec_text(want + want_len, sizeof want - want_len, "INFO", msg);
+    } else {
+      assert_int_equal(rc, -ENOBUFS);
+      dropped++;
+    }
+  }
+  assert_true(dropped > 0);
+  assert_int_equal(logger_dropped(lg), dropped);
+  assert_true(logger_pending(lg) <= 4096);
+
+  /* the reader comes back: the kept records, then the logger's own WARNING */
+  size_t got = 0;
+  while (logger_flush(lg) != 0) {
+    got += read_ready(p[0], out + got, sizeof out - got);
+  }
+  char warn[256];
+  snprintf(warn, sizeof warn,
+           "%d log records were dropped: fd %d did not keep up, and the 4 KiB log buffer was "
+           "full",
+           dropped, p[1]);
+  want_len +=
+      (size_t)snprintf(want + want_len, sizeof want - want_len, "WARNING moonwatch: %s\n", warn);
+
+  /* a second time, with a gap in the middle: the WARNING marks the gap */
+  int before = 0, lost = 0;
+  for (int i = 0; i < 40; i++) {
+    snprintf(msg, sizeof msg, "%03d %0500d", 100 + i, 1);
+    if (logger_log(lg, MW_LOG_INFO, "n", 1, msg, strlen(msg)) == 0) {
+      before++;
+      want_len += rec_text(want + want_len, sizeof want - want_len, "INFO", msg);
+    } else {
+      lost++;
+    }
+  }
+  assert_true(before > 0 && lost > 0);
+  ssize_t n = read(p[0], out + got, 1500); /* the pipe is full: no wait */
+  assert_true(n > 0);
+  got += (size_t)n;
+  assert_int_equal(logger_flush(lg), -EAGAIN); /* room in the queue again, not all out yet */
+  assert_int_equal(logger_log(lg, MW_LOG_ERROR, "n", 1, "after", 5), 0);
+  snprintf(warn, sizeof warn,
+           "%d log records were dropped: fd %d did not keep up, and the 4 KiB log buffer was "
+           "full",
+           lost, p[1]);
+  want_len += (size_t)snprintf(want + want_len, sizeof want - want_len,
+                               "WARNING moonwatch: %s\nERROR n: after\n", warn);
+  while (logger_flush(lg) != 0) {
+    got += read_ready(p[0], out + got, sizeof out - got);
+  }
+  logger_free(lg);
+  close(p[1]);
+  got += read_all(p[0], out + got, sizeof out - got);
+  close(p[0]);
+  out[got] = '\0';
+  want[want_len] = '\0';
+  assert_string_equal(out, want);
+  char said[512];
+  assert_string_equal(stderr_end(&cap, said, sizeof said), ""); /* not an error: no message */
+}
+
+static void test_full_disk_then_recovery(void **state) {
+  (void)state;
+  /* /dev/full says ENOSPC; the records stay queued, whole, until the fd is
+   * swapped for one that works */
+  stderr_capture cap;
+  stderr_begin(&cap);
+  int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+  assert_true(full >= 0);
+  mw_logger *lg = new_logger("%(levelname)s %(name)s: %(message)s");
+  logger_set_limit(lg, 4096);
+  logger_set_fd(lg, full, true);
+  static char want[1 << 16];
+  size_t want_len = 0;
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "one", 3), 0);
+  want_len += rec_text(want + want_len, sizeof want - want_len, "INFO", "one");
+  assert_int_equal(logger_pending(lg), want_len);
+  assert_int_equal(logger_flush(lg), -ENOSPC);
+  char msg[600];
+  int lost = 0;
+  for (int i = 0; i < 20; i++) {
+    snprintf(msg, sizeof msg, "%03d %0500d", i, 0);
+    if (logger_log(lg, MW_LOG_INFO, "n", 1, msg, strlen(msg)) == 0) {
+      want_len += rec_text(want + want_len, sizeof want - want_len, "INFO", msg);
+    } else {
+      lost++;
+    }
+  }
+  assert_true(lost > 0);
+  assert_int_equal(logger_pending(lg), want_len); /* no partial record went anywhere */
+
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  logger_set_fd(lg, p[1], true); /* closes /dev/full */
+  assert_int_equal(fcntl(full, F_GETFD), -1);
+  assert_int_equal(logger_flush(lg), 0);
+  want_len +=
+      (size_t)snprintf(want + want_len, sizeof want - want_len,
+                       "WARNING moonwatch: %d log records were dropped: cannot write to fd %d: No "
+                       "space left on device, and the 4 KiB log buffer was full\n",
+                       lost, full);
+  logger_free(lg);
+  size_t got = read_all(p[0], out, sizeof out);
+  close(p[0]);
+  out[got] = '\0';
+  want[want_len] = '\0';
+  assert_string_equal(out, want);
+
+  char said[1024], expect[1024];
+  snprintf(expect, sizeof expect,
+           "moonwatch: log: cannot write to fd %d: No space left on device; records are kept and "
+           "retried, dropped when 4 KiB is full\n"
+           "moonwatch: log: writing to fd %d works again; %d records were lost\n",
+           full, p[1], lost);
+  assert_string_equal(stderr_end(&cap, said, sizeof said), expect);
+}
+
+static void test_short_write_to_file(void **state) {
+  (void)state;
+  /* RLIMIT_FSIZE stops a file like a full disk does: the write that crosses
+   * it is short, the next fails. No partial record may stay in the file. */
+  char dir[] = "/tmp/log_test_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[64];
+  snprintf(path, sizeof path, "%s/m.log", dir);
+  stderr_capture cap;
+  stderr_begin(&cap);
+  mw_logger *lg = new_logger("%(message)s");
+  char err[MW_LOG_ERR_SIZE];
+  assert_int_equal(logger_open_file(lg, path, err, sizeof err), 0);
+
+  struct rlimit old, rl;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rl = old;
+  rl.rlim_cur = 100;
+  void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+  char want[256], msg[32];
+  size_t want_len = 0;
+  for (int i = 0; i < 5; i++) { /* 30-byte records: 3 fit */
+    snprintf(msg, sizeof msg, "record %d %020d", i, 0);
+    assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, msg, strlen(msg)), 0);
+    want_len += (size_t)snprintf(want + want_len, sizeof want - want_len, "%s\n", msg);
+  }
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_size, 90);
+  assert_int_equal(logger_pending(lg), 60);
+  assert_int_equal(logger_flush(lg), -EFBIG);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_size, 90);
+
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0); /* space again */
+  signal(SIGXFSZ, old_xfsz);
+  assert_int_equal(logger_flush(lg), 0);
+  logger_free(lg);
+  int fd = open(path, O_RDONLY);
+  size_t got = read_all(fd, out, sizeof out);
+  close(fd);
+  assert_int_equal(got, want_len);
+  assert_memory_equal(out, want, want_len);
+
+  char said[1024], expect[1024];
+  snprintf(expect, sizeof expect,
+           "moonwatch: log: cannot write to %s: File too large; records are kept and retried, "
+           "dropped when 1 MiB is full\n"
+           "moonwatch: log: writing to %s works again; no records were lost\n",
+           path, path);
+  assert_string_equal(stderr_end(&cap, said, sizeof said), expect);
+  unlink(path);
+  rmdir(dir);
+}
+
+static void test_final_attempt_is_bounded(void **state) {
+  (void)state;
+  alarm(20);
+  /* at exit nobody reads: logger_free waits MW_LOG_FINAL_MS, not forever,
+   * and says what was lost */
+  int p[2];
+  small_pipe(p);
+  stderr_capture cap;
+  stderr_begin(&cap);
+  mw_logger *lg = new_logger("%(message)s");
+  logger_set_fd(lg, p[1], false);
+  char msg[3000];
+  memset(msg, 'x', sizeof msg);
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, msg, sizeof msg), 0);
+  }
+  size_t left = logger_pending(lg);
+  assert_true(left > 0);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  logger_free(lg);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  assert_true(waited >= MW_LOG_FINAL_MS / 1000.0 * 0.9);
+  assert_true(waited < MW_LOG_FINAL_MS / 1000.0 + 2);
+  char said[512], expect[512];
+  snprintf(expect, sizeof expect,
+           "moonwatch: log: %zu records were lost at exit: fd %d did not keep up (waited 1000 "
+           "ms)\n",
+           left / sizeof msg, p[1]);
+  assert_string_equal(stderr_end(&cap, said, sizeof said), expect);
+  close(p[0]);
+  close(p[1]);
+  alarm(0);
 }
 
 static void test_write_errors(void **state) {
   (void)state;
+  /* a reader that went away: EPIPE is said once, the record is kept */
   int p[2];
   assert_int_equal(pipe(p), 0);
-  close(p[1]);
-  assert_int_equal(logger_write_all(p[1], "x", 1), -EBADF);
   close(p[0]);
+  stderr_capture cap;
+  stderr_begin(&cap);
+  mw_logger *lg = new_logger("%(message)s");
+  logger_set_fd(lg, p[1], true);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "x", 1), 0);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "y", 1), 0);
+  assert_int_equal(logger_flush(lg), -EPIPE);
+  assert_int_equal(logger_pending(lg), 4);
+  logger_free(lg);
+  char said[1024], expect[1024];
+  snprintf(expect, sizeof expect,
+           "moonwatch: log: cannot write to fd %d: Broken pipe; records are kept and retried, "
+           "dropped when 1 MiB is full\n"
+           "moonwatch: log: 2 records were lost at exit: cannot write to fd %d: Broken pipe\n",
+           p[1], p[1]);
+  assert_string_equal(stderr_end(&cap, said, sizeof said), expect);
+}
+
+static void test_reopen(void **state) {
+  (void)state;
+  /* logrotate: the file is renamed, reopen makes a new one at the path */
+  char dir[] = "/tmp/log_test_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[64], rotated[64];
+  snprintf(path, sizeof path, "%s/m.log", dir);
+  snprintf(rotated, sizeof rotated, "%s/m.log.1", dir);
+  char err[MW_LOG_ERR_SIZE] = "";
+  mw_logger *lg = new_logger("%(message)s");
+  assert_int_equal(logger_reopen(lg, err, sizeof err), -EINVAL);
+  assert_string_equal(err, "not a file logger");
+  assert_int_equal(logger_open_file(lg, path, err, sizeof err), 0);
+  int old_fd = logger_fd(lg);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "before", 6), 0);
+  assert_int_equal(rename(path, rotated), 0);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "still old", 9), 0);
+  assert_int_equal(logger_reopen(lg, err, sizeof err), 0);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "after", 5), 0);
+  assert_true(logger_fd(lg) >= 0);
+
+  /* a failed reopen keeps the file in use */
+  char moved[64];
+  snprintf(moved, sizeof moved, "%s.gone", dir);
+  assert_int_equal(rename(dir, moved), 0);
+  assert_int_equal(logger_reopen(lg, err, sizeof err), -ENOENT);
+  char want[160];
+  snprintf(want, sizeof want, "log.file: cannot reopen '%s': No such file or directory", path);
+  assert_string_equal(err, want);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "kept", 4), 0);
+  assert_int_equal(rename(moved, dir), 0);
+  logger_free(lg);
+  (void)old_fd;
+
+  int fd = open(rotated, O_RDONLY);
+  size_t len = read_all(fd, out, sizeof out);
+  close(fd);
+  assert_int_equal(len, strlen("before\nstill old\n"));
+  assert_memory_equal(out, "before\nstill old\n", len);
+  fd = open(path, O_RDONLY);
+  len = read_all(fd, out, sizeof out);
+  close(fd);
+  assert_int_equal(len, strlen("after\nkept\n"));
+  assert_memory_equal(out, "after\nkept\n", len);
+  unlink(path);
+  unlink(rotated);
+  rmdir(dir);
 }
 
 static void test_file_output(void **state) {
@@ -617,15 +1009,30 @@ static void test_file_output(void **state) {
 
 int main(void) {
   use_tz("UTC");
+  signal(SIGPIPE, SIG_IGN); /* as the core does: EPIPE instead */
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_default_format),        cmocka_unit_test(test_every_key),
-      cmocka_unit_test(test_width_and_flags),       cmocka_unit_test(test_percent),
-      cmocka_unit_test(test_format_errors),         cmocka_unit_test(test_json),
-      cmocka_unit_test(test_json_escaping),         cmocka_unit_test(test_truncation),
-      cmocka_unit_test(test_small_buffer),          cmocka_unit_test(test_levels),
-      cmocka_unit_test(test_second_cache),          cmocka_unit_test(test_write_seqpacket),
-      cmocka_unit_test(test_write_pipe_concurrent), cmocka_unit_test(test_write_nonblocking_pipe),
-      cmocka_unit_test(test_write_errors),          cmocka_unit_test(test_file_output),
+      cmocka_unit_test(test_default_format),
+      cmocka_unit_test(test_every_key),
+      cmocka_unit_test(test_width_and_flags),
+      cmocka_unit_test(test_percent),
+      cmocka_unit_test(test_format_errors),
+      cmocka_unit_test(test_json),
+      cmocka_unit_test(test_json_escaping),
+      cmocka_unit_test(test_truncation),
+      cmocka_unit_test(test_small_buffer),
+      cmocka_unit_test(test_levels),
+      cmocka_unit_test(test_second_cache),
+      cmocka_unit_test(test_write_seqpacket),
+      cmocka_unit_test(test_write_pipe_concurrent),
+      cmocka_unit_test(test_pipe_never_blocks),
+      cmocka_unit_test(test_socket_never_blocks),
+      cmocka_unit_test(test_full_buffer_drops_and_warns),
+      cmocka_unit_test(test_full_disk_then_recovery),
+      cmocka_unit_test(test_short_write_to_file),
+      cmocka_unit_test(test_final_attempt_is_bounded),
+      cmocka_unit_test(test_write_errors),
+      cmocka_unit_test(test_reopen),
+      cmocka_unit_test(test_file_output),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

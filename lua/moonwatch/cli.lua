@@ -18,6 +18,8 @@ Options:
   --check               load the config, build every monitor, report errors, exit
   --once                run every monitor once, print the records, exit 1 if any failed
   --stats               at exit, print the schedule's figures as one JSON line on stderr
+  --load-timeout S      CPU seconds monitors.lua may take to load and build (default
+                        10; 0: no limit)
   -l script.lua [args]  run a Lua script with moonwatch's modules (like lua5.4)
   --help                show this help
   --version             show the version
@@ -26,6 +28,9 @@ Every setting can also come from the environment: MOONWATCH_ then the path
 in upper case with "__" between levels, e.g. MOONWATCH_LOG__LEVEL=DEBUG or
 MOONWATCH_MONITORS__EXAMPLE__TIMEOUT=2. --set wins over the environment.
 ]]
+
+--- CPU seconds that loading and building monitors.lua may take by default.
+M.LOAD_TIMEOUT = 10
 
 local function say(fmt, ...) io.stderr:write("moonwatch: ", string.format(fmt, ...), "\n") end
 
@@ -46,6 +51,18 @@ function M.parse(argv)
       opts.sets[#opts.sets + 1] = v
       i = i + 1
     elseif a:match("^%-%-set=") then opts.sets[#opts.sets + 1] = a:sub(7)
+    elseif a == "--load-timeout" or a:match("^%-%-load%-timeout=") then
+      local v = a:match("=(.*)$")
+      if not v then
+        v = argv[i + 1]
+        i = i + 1
+      end
+      local n = tonumber(v)
+      if not n or n ~= n or n < 0 or n > 86400 or (n > 0 and n < 0.01) then
+        return nil, "--load-timeout needs 0 (no limit) or a number of seconds from 0.01, got "
+          .. (v and ("'" .. v .. "'") or "nothing")
+      end
+      opts.load_timeout = n
     elseif a:sub(1, 1) == "-" then return nil, "unknown option '" .. a .. "' (see --help)"
     elseif opts.path then return nil, "only one monitors file may be given, got '"
       .. opts.path .. "' and '" .. a .. "'"
@@ -59,6 +76,7 @@ function M.parse(argv)
     end
   end
   opts.path = opts.path or "monitors.lua"
+  opts.load_timeout = opts.load_timeout or M.LOAD_TIMEOUT
   return opts
 end
 
@@ -67,12 +85,34 @@ local function traceback(err)
   return debug.traceback(err, 2)
 end
 
+--- Runs fn(...) under the CPU limit of the loading phase (none when 0).
+local limit = 0
+local function bounded(fn, ...)
+  if limit == 0 then return fn(...) end
+  return core.cpu_limit(limit, fn, ...)
+end
+
 --- Loads the monitors file: the container definition, or nil, message.
 function M.load(path)
   local chunk, err = loadfile(path, "t")
-  if not chunk then return nil, err end
-  local ok, def = xpcall(chunk, traceback)
-  if not ok then return nil, "error while loading " .. path .. ": " .. tostring(def) end
+  if not chunk then
+    -- Errors raised outside the parser proper (too deep a nesting of tables
+    -- or parentheses) carry neither the file name nor a line.
+    err = tostring(err):match("^[^\n]*")
+    if err:sub(1, #path + 1) ~= path .. ":" then
+      err = path .. ": " .. err .. (err:find("stack overflow", 1, true)
+        and " (nested too deeply: tables, calls or parentheses)" or "")
+    end
+    return nil, err
+  end
+  local ok, def = bounded(xpcall, chunk, traceback)
+  if not ok then
+    local msg = tostring(def)
+    if msg:find("CPU limit exceeded", 1, true) then
+      msg = msg .. "\n(" .. path .. " was still running; --load-timeout sets the limit)"
+    end
+    return nil, "error while loading " .. path .. ": " .. msg
+  end
   if not container.is_definition(def) then
     return nil, path .. " must return mw.container(function(c) ... end), got "
       .. (type(def) == "table" and "a table" or type(def))
@@ -82,7 +122,7 @@ end
 
 --- Builds an instance with settings applied: instance or nil, message.
 function M.instantiate(def, path, sets)
-  local ok, c = pcall(def)
+  local ok, c = pcall(bounded, def)
   if not ok then return nil, path .. ": " .. tostring(c) end
   local has = {}
   for _, name in ipairs(c:provider_names()) do has[name] = true end
@@ -94,7 +134,7 @@ function M.instantiate(def, path, sets)
   elseif #sets > 0 then
     return nil, "--set: " .. path .. " has no provider named 'config' to apply settings to"
   end
-  local checked, err = pcall(c.check_dependencies, c)
+  local checked, err = pcall(bounded, c.check_dependencies, c)
   if not checked then return nil, path .. ": " .. tostring(err) end
   return c, has
 end
@@ -104,7 +144,7 @@ local function build_all(c, path)
   for _, name in ipairs(c:provider_names()) do
     local kind = providers.kind_of(c[name])
     if kind ~= "Resource" and kind ~= "Configuration" then
-      local ok, err = pcall(c[name])
+      local ok, err = pcall(bounded, c[name])
       if not ok then errors[#errors + 1] = path .. ": " .. tostring(err) end
     end
   end
@@ -124,7 +164,7 @@ local function run_once(dispatcher)
     if not ok then
       failed = failed + 1
       logger:error("Error executing monitor check (%s)\n%s",
-        tostring(dispatcher.monitors[i].name), tostring(first))
+        tostring(dispatcher.monitors[i].name), log.lines(first))
     elseif first == nil or first == false then
       failed = failed + 1
       if err == nil then
@@ -175,6 +215,7 @@ function M.main(argv)
     io.stdout:write("moonwatch ", core.version, "\n")
     return 0
   end
+  limit = opts.load_timeout
   local def
   def, err = M.load(opts.path)
   if not def then
@@ -187,7 +228,7 @@ function M.main(argv)
     return 1
   end
   local ok
-  ok, err = pcall(c.init_resources, c)
+  ok, err = pcall(bounded, c.init_resources, c)
   if not ok then
     say("%s: %s", opts.path, tostring(err))
     return 1
@@ -204,7 +245,7 @@ function M.main(argv)
     return 1
   end
   local dispatcher
-  ok, dispatcher = pcall(c.dispatcher)
+  ok, dispatcher = pcall(bounded, c.dispatcher)
   if not ok then
     say("%s: %s", opts.path, tostring(dispatcher))
     return 1

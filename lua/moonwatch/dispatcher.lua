@@ -13,11 +13,18 @@ local log = require("moonwatch.log")
 local Dispatcher = {}
 Dispatcher.__index = Dispatcher
 
----@param kwargs {monitors: moonwatch.Monitor[], spread?: boolean}
+--- kwargs: monitors, and optionally spread (spread the first checks over
+--- the interval) and cpu_budget (seconds of CPU a check may run Lua without
+--- waiting, for monitors that set none; default core.cpu_budget(), 1 s).
+---@param kwargs {monitors: moonwatch.Monitor[], spread?: boolean, cpu_budget?: number}
 ---@return moonwatch.Dispatcher
 function Dispatcher.new(kwargs)
   if type(kwargs) ~= "table" or type(kwargs.monitors) ~= "table" then
     error("monitors must be a list of monitors", 0)
+  end
+  local budget = kwargs.cpu_budget
+  if budget ~= nil and (type(budget) ~= "number" or budget < 0) then
+    error("cpu_budget must be a number of seconds, got " .. tostring(budget), 0)
   end
   local self = setmetatable({
     monitors = kwargs.monitors,
@@ -28,7 +35,7 @@ function Dispatcher.new(kwargs)
     spread = kwargs.spread == true,
     on_error = function(monitor, traceback)
       self.logger:error("Error executing monitor check (%s)\n%s",
-        tostring(monitor.name or "?"), traceback)
+        tostring(monitor.name or "?"), log.lines(traceback))
     end,
   }
   for i, m in ipairs(self.monitors) do
@@ -40,7 +47,8 @@ function Dispatcher.new(kwargs)
       error(string.format("monitors[%d] (%s) has no interval greater than 0",
         i, tostring(m.name)), 0)
     end
-    self.core:add(m, { interval = interval, name = m.name and tostring(m.name) or nil })
+    self.core:add(m, { interval = interval, name = m.name and tostring(m.name) or nil,
+                       cpu_budget = m.cpu_budget or budget })
   end
   return self
 end
@@ -65,6 +73,25 @@ end
 --- Counters of the schedule (scheduled, run, skipped, failed, lateness...).
 function Dispatcher:stats() return self.core:stats() end
 
+--- What the daemon does on a signal: SIGTERM and SIGINT stop it (a second
+--- one exits at once, in C); SIGUSR1 reopens the log file (logrotate);
+--- SIGHUP is logged and ignored until reload exists.
+function Dispatcher:on_signal(name)
+  if name == "SIGUSR1" then
+    local ok, err = log.reopen()
+    if ok then
+      self.logger:info("SIGUSR1: log file reopened")
+    else
+      self.logger:warning("SIGUSR1: log file not reopened: %s", tostring(err))
+    end
+  elseif name == "SIGHUP" then
+    self.logger:warning("SIGHUP received and ignored: reloading the configuration is not "
+      .. "supported yet (restart to apply changes)")
+  else
+    self:stop()
+  end
+end
+
 --- Runs until SIGTERM or SIGINT (or until `stop`); with no monitors it
 --- stops at once.
 function Dispatcher:run()
@@ -73,7 +100,7 @@ function Dispatcher:run()
     self:stop()
     return
   end
-  core.on_signal(function() self:stop() end)
+  core.on_signal(function(name) self:on_signal(name) end)
   core.run()
   core.on_signal(nil)
 end

@@ -5,9 +5,18 @@
 ---     local logger = log.get("HttpMonitor")
 ---     logger:info("Check\n    %s %s", "GET", url)
 ---
---- Records are formatted and written by C, one write(2) each. Specs capture
---- records with `log.capture()` instead of parsing stdout.
+--- Records are formatted and written by C, never blocking the loop. Specs
+--- capture records with `log.capture()` instead of parsing stdout.
+---
+--- In the text formats a record starts a line, so an argument must not be
+--- able to start one: line breaks in string arguments are written as \n and
+--- \r (C escapes the other control bytes). The format string is the
+--- record's own text and keeps its lines; `log.lines(s)` marks an argument
+--- as trusted multi-line text, like a traceback.
 local core = require("moonwatch.core")
+
+local find, gsub, format, select, type = string.find, string.gsub, string.format, select, type
+local getmetatable, tostring = getmetatable, tostring
 
 local M = {}
 
@@ -15,6 +24,7 @@ M.DEFAULT_FORMAT = "[%(asctime)s] [%(levelname)s] [%(name)s]: %(message)s"
 M.levels = core.log_levels
 
 local sink = nil      -- the core logger records go to
+local text_sink = true -- sink writes a text format (not JSON)
 local captures = {}   -- active captures, innermost last
 
 local function root()
@@ -47,7 +57,30 @@ function M.setup(opts)
   end
   if sink then sink:flush() end
   sink = lg
+  text_sink = (opts.format or M.DEFAULT_FORMAT) ~= "json"
   return lg
+end
+
+--- Opens the log file again, for logrotate (SIGUSR1): true, or nil and a
+--- message ("not a file logger" when records go to stdout or an fd).
+---@return true|nil ok
+---@return string? message
+function M.reopen()
+  return root():reopen()
+end
+
+local Lines = {}
+Lines.__index = Lines
+function Lines:__tostring() return self.indented end
+
+--- Marks trusted multi-line text (a traceback) as an argument whose line
+--- breaks stay: each continuation line not already starting with a space
+--- or tab is indented by 4 spaces, so it cannot pass for a record.
+---@param s any
+---@return table  an argument for the logging methods (tostring gives the text)
+function M.lines(s)
+  s = tostring(s)
+  return setmetatable({ text = s, indented = (gsub(s, "\n([^ \t\n])", "\n    %1")) }, Lines)
 end
 
 ---@class moonwatch.Logger
@@ -69,10 +102,49 @@ function M.get(name)
   return lg
 end
 
+local BREAKS = { ["\n"] = "\\n", ["\r"] = "\\r" }
+
+-- True when string.format can take the arguments as they are: the hot path
+-- (a few short strings and numbers) scans each string once and allocates
+-- nothing.
+local function plain_args(...)
+  for i = 1, select("#", ...) do
+    local a = (select(i, ...))
+    local t = type(a)
+    if t == "string" then
+      if text_sink and find(a, "[\r\n]") then return false end
+    elseif t ~= "number" and t ~= "boolean" and t ~= "nil" then
+      return false -- lines(), or an object whose __tostring may break lines
+    end
+  end
+  return true
+end
+
+local function safe_args(...)
+  local args = table.pack(...)
+  for i = 1, args.n do
+    local a = args[i]
+    local t = type(a)
+    if getmetatable(a) == Lines then
+      args[i] = text_sink and a.indented or a.text
+    elseif text_sink and t ~= "number" and t ~= "boolean" and t ~= "nil" then
+      args[i] = (gsub(tostring(a), "[\r\n]", BREAKS))
+    end
+  end
+  return table.unpack(args, 1, args.n)
+end
+
 local function emit(self, level, fmt, ...)
   local lg = root()
   if not lg:enabled(level) then return false end
-  local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+  local msg
+  if select("#", ...) == 0 then
+    msg = tostring(fmt)
+  elseif plain_args(...) then
+    msg = format(fmt, ...)
+  else
+    msg = format(fmt, safe_args(...))
+  end
   local n = #captures
   if n > 0 then
     local cap = captures[n]

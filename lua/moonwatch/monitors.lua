@@ -44,17 +44,30 @@ local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 local function positive(x) return type(x) == "number" and x > 0 and x < math.huge end
 M.positive = positive
 
---- Checks `check_every` and builds the instance fields.
----@param kwargs {check_every: number, name?: string}
+--- The scheduler's resolution: ticks are whole milliseconds.
+M.MIN_INTERVAL = 0.001
+
+--- Checks `check_every` (and `cpu_budget`) and builds the instance fields.
+---@param kwargs {check_every: number, name?: string, cpu_budget?: number}
 function Monitor:new(kwargs)
   if type(kwargs) ~= "table" then fail("%s: expected a table of options", self.__name) end
   local every = kwargs.check_every
   if not positive(every) then
     fail("check_every must be a number of seconds greater than 0, got %s", tostring(every))
   end
+  if every < M.MIN_INTERVAL then
+    fail("check_every must be at least %s s (the scheduler's resolution), got %s",
+      M.MIN_INTERVAL, tostring(every))
+  end
+  local budget = kwargs.cpu_budget
+  if budget ~= nil and budget ~= 0 and not (positive(budget) and budget >= 0.01) then
+    fail("cpu_budget must be 0 (no limit) or a number of seconds of at least 0.01, got %s",
+      tostring(budget))
+  end
   return setmetatable({
     name = kwargs.name or self.__name,
     interval = every,
+    cpu_budget = budget,
     logger = log.get(self.__name),
   }, self)
 end
@@ -109,7 +122,8 @@ function HttpMonitor:new(kwargs)
       tostring(o.timeout))
   end
   local ok, obj = pcall(Monitor.new, self,
-    { check_every = o.check_every, name = kwargs.name or o.name or o.url })
+    { check_every = o.check_every, name = kwargs.name or o.name or o.url,
+      cpu_budget = o.cpu_budget })
   if not ok then fail("options.%s", obj) end
   self = obj
   self.http_client = kwargs.http_client

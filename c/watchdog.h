@@ -1,0 +1,42 @@
+/* The CPU watchdog: bounds how long Lua runs without giving the loop back.
+ *
+ * The loop thread arms it around a stretch of Lua (a task's resume, a config
+ * being evaluated); a thread of its own samples the loop thread's CPU clock
+ * and, past the budget, interrupts it with a signal whose handler installs a
+ * Lua hook (lua_sethook is safe there, as lua.c does for SIGINT). The hook
+ * yields a task, which pcall cannot catch, or raises an error where a yield
+ * is impossible. Arming costs two atomic stores: no syscall per resume. */
+#ifndef MW_WATCHDOG_H
+#define MW_WATCHDOG_H
+
+#include <lua.h>
+#include <stdint.h>
+
+/* Budgets below this are refused: the sampling period is a fraction of it. */
+#define WATCHDOG_MIN_NS 10000000ull /* 10 ms */
+
+typedef enum {
+  WATCHDOG_YIELD, /* a task: yield it (watchdog_fired tells the resumer) */
+  WATCHDOG_RAISE, /* the main thread: raise an error */
+} watchdog_mode;
+
+typedef struct {
+  lua_State *L;
+  uint64_t budget_ns;
+  watchdog_mode mode;
+  int armed;
+} watchdog_state;
+
+/* Starts the sampling thread and installs the signal handler, once per
+ * process. 0, or -errno. */
+int watchdog_init(void);
+/* Arms for L (0 budget: nothing is armed) and returns what was armed before,
+ * for watchdog_restore. */
+watchdog_state watchdog_arm(lua_State *L, uint64_t budget_ns, watchdog_mode mode);
+/* Disarms (removing the hook if it fired) and re-arms what was saved. Returns
+ * 1 if the watchdog fired during this arm. */
+int watchdog_restore(watchdog_state saved);
+/* The message of a task ended for its overrun. */
+void watchdog_push_message(lua_State *L, uint64_t budget_ns);
+
+#endif
