@@ -6,6 +6,7 @@
  * curl wants change (each uv_poll_start is an epoll DEL and ADD), and a
  * connection back in curl's cache keeps its stopped poll until curl closes
  * the socket, so the next request on it needs no new handle. */
+#include <errno.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,10 +207,13 @@ void http_forget_fd(mw_loop *loop, int fd) {
 
 curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
   (void)purpose;
-  mw_http *http = clientp;
+  mw_transfer *t = clientp;
   curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
-  if (fd != CURL_SOCKET_BAD)
-    http_forget_fd(http->loop, fd);
+  if (fd == CURL_SOCKET_BAD) {
+    t->socket_errno = errno; /* curl says only "couldn't connect" */
+    return fd;
+  }
+  http_forget_fd(t->http->loop, fd);
   return fd;
 }
 

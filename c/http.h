@@ -57,6 +57,10 @@ struct mw_transfer {
   mw_buf body, head;
   size_t size;
   int truncated;
+  size_t head_size; /* header bytes of the current response */
+  int head_over;    /* they passed the limit: the transfer was stopped */
+  int head_done;    /* the current response's header block has ended */
+  int socket_errno; /* why the last socket could not be opened, or 0 */
   char errbuf[CURL_ERROR_SIZE];
   struct mw_transfer *next; /* in the idle pool */
 };
@@ -86,13 +90,21 @@ struct mw_request {
   long max_redirects;
   size_t max_body;
   struct curl_slist *headers_list;
+  /* headers_list without credentials (Authorization, Cookie,
+   * Proxy-Authorization), sent once a redirect leaves the origin */
+  struct curl_slist *headers_public;
+  int has_credentials;
+  int trust_redirects; /* send credentials to any host a redirect names */
+  int allow_insecure;  /* follow https -> http */
 
   /* the current hop */
   char *hop_url; /* NULL: the request's own url */
   char *host;
   long port;
+  int https;
   int host_literal;
-  char *resolved; /* the CURLOPT_RESOLVE entry curl has, to set it only on change */
+  int left_origin; /* a redirect of this perform went to another origin */
+  char *resolved;  /* the CURLOPT_RESOLVE entry curl has, to set it only on change */
   struct curl_slist *resolve;
   mw_dns_query *dns;
   uv_timer_t *deadline; /* bounds the DNS phase; curl bounds the rest */
@@ -115,6 +127,8 @@ void request_apply(mw_request *req, CURL *easy);
 
 mw_transfer *transfer_acquire(mw_http *http, mw_request *req);
 void transfer_release(mw_transfer *t);
+/* Forgets the last response, before the transfer runs again. */
+void transfer_clear(mw_transfer *t);
 /* A request object is going away: transfers holding its settings must be
  * set up again before their next use. */
 void transfer_forget(mw_http *http, uint64_t request_id);

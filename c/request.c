@@ -12,7 +12,9 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http.h"
 
@@ -38,17 +40,53 @@ static const char *const option_names[] = {"url",
                                            "max_body",
                                            "fresh_connection",
                                            "user_agent",
+                                           "trust_redirects",
+                                           "allow_insecure_redirects",
                                            NULL};
 
 static char url_error[512];
 
 /* URLs */
 
-/* Splits url into host and port; the result replaces req's current hop. */
-static const char *url_split(mw_request *req, const char *url) {
+typedef struct {
+  char *host;
+  long port;
+  int https, literal;
+} url_parts;
+
+/* A URL with a space or a control byte is refused rather than sent: curl
+ * would send it as it is (or cut it at a NUL). The message shows the URL
+ * with such bytes as \xNN. */
+static const char *url_check_bytes(const char *url, size_t len) {
+  size_t bad = len;
+  for (size_t i = 0; i < len && bad == len; i++)
+    if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
+      bad = i;
+  if (bad == len)
+    return NULL;
+  char shown[200];
+  size_t n = 0;
+  for (size_t i = 0; i < len && n + 5 < sizeof shown; i++) {
+    unsigned char c = (unsigned char)url[i];
+    if (c < ' ' || c == 0x7f)
+      n += (size_t)snprintf(shown + n, sizeof shown - n, "\\x%02x", c);
+    else
+      shown[n++] = (char)c;
+  }
+  shown[n] = '\0';
+  snprintf(url_error, sizeof url_error, "bad url '%s': %s at offset %zu (percent-encode it)", shown,
+           url[bad] == ' ' ? "a space" : "a control character", bad);
+  return url_error;
+}
+
+/* Splits url into scheme, host and port: NULL, or the reason it cannot be
+ * used. On success parts->host is the caller's to free. */
+static const char *url_parse(const char *url, url_parts *parts) {
+  const char *error = url_check_bytes(url, strlen(url));
+  if (error)
+    return error;
   CURLU *u = curl_url();
   char *scheme = NULL, *host = NULL, *port = NULL;
-  const char *error = NULL;
   CURLUcode uc = u ? curl_url_set(u, CURLUPART_URL, url, 0) : CURLUE_OUT_OF_MEMORY;
   if (uc == CURLUE_OK)
     uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
@@ -66,15 +104,14 @@ static const char *url_split(mw_request *req, const char *url) {
     error = url_error;
   }
   if (!error) {
-    char *copy = strdup(host);
-    if (!copy) {
+    parts->host = strdup(host);
+    if (!parts->host) {
       error = "out of memory";
     } else {
       struct in_addr v4;
-      free(req->host);
-      req->host = copy;
-      req->port = strtol(port, NULL, 10);
-      req->host_literal = host[0] == '[' || inet_pton(AF_INET, host, &v4) == 1;
+      parts->port = strtol(port, NULL, 10);
+      parts->https = strcmp(scheme, "https") == 0;
+      parts->literal = host[0] == '[' || inet_pton(AF_INET, host, &v4) == 1;
     }
   }
   curl_free(scheme);
@@ -82,6 +119,22 @@ static const char *url_split(mw_request *req, const char *url) {
   curl_free(port);
   curl_url_cleanup(u);
   return error;
+}
+
+/* Makes parts the request's current hop (taking its host). */
+static void request_set_hop(mw_request *req, url_parts *parts) {
+  free(req->host);
+  req->host = parts->host;
+  req->port = parts->port;
+  req->https = parts->https;
+  req->host_literal = parts->literal;
+  parts->host = NULL;
+}
+
+/* Scheme, host and port: what credentials are scoped to (RFC 6454). */
+static int request_same_origin(const mw_request *req, const url_parts *parts) {
+  return req->https == parts->https && req->port == parts->port &&
+         strcasecmp(req->host, parts->host) == 0;
 }
 
 /* The life of a perform */
@@ -346,10 +399,7 @@ static const char *request_start_transfer(mw_request *req, const char *addrs, co
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    connect_ms < ms ? (connect_ms > 0 ? connect_ms : 1) : (ms > 0 ? ms : 1));
-  req->xfer->head.len = req->xfer->body.len = 0;
-  req->xfer->size = 0;
-  req->xfer->truncated = 0;
-  req->xfer->errbuf[0] = '\0';
+  transfer_clear(req->xfer);
   CURLMcode mc = curl_multi_add_handle(req->http->multi, easy);
   if (mc != CURLM_OK) {
     *kind = "error";
@@ -442,12 +492,68 @@ static void request_apply_method(mw_request *req, CURL *easy) {
   curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, plain ? NULL : req->method);
 }
 
+/* The message of a failed transfer, where curl's would mislead. */
+static const char *failure_message(mw_request *req, CURLcode result, const char **kind, char *buf,
+                                   size_t size) {
+  mw_transfer *t = req->xfer;
+  const char *curl_msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(result);
+  if (result == CURLE_COULDNT_CONNECT && (t->socket_errno == EMFILE || t->socket_errno == ENFILE)) {
+    struct rlimit rl;
+    *kind = "local";
+    if (t->socket_errno == ENFILE)
+      return "too many open files in the system (ENFILE): no socket could be opened";
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+      snprintf(buf, size, "too many open files (EMFILE, limit %llu): no socket could be opened",
+               (unsigned long long)rl.rlim_cur);
+    else
+      snprintf(buf, size, "too many open files (EMFILE): no socket could be opened");
+    return buf;
+  }
+  if (result == CURLE_WRITE_ERROR && t->head_over) {
+    *kind = "protocol";
+    snprintf(buf, size, "the response headers exceeded the limit of %d bytes", 256 * 1024);
+    return buf;
+  }
+  /* curl's buffer for one header line stops at 100 KiB and says only "Out of
+   * memory". */
+  if (result == CURLE_OUT_OF_MEMORY && !t->head_done) {
+    *kind = "protocol";
+    return "a response header line exceeded curl's limit of 102400 bytes";
+  }
+  if (result == CURLE_RECV_ERROR &&
+      (strstr(curl_msg, "chunked-encoding") || strstr(curl_msg, "response headers"))) {
+    *kind = "protocol"; /* the server's framing, not a reset connection */
+    return curl_msg;
+  }
+  *kind = result_kind(req, result);
+  return curl_msg;
+}
+
+/* Why a redirect from the current hop to next must not be followed, or NULL.
+ * Marks the request as having left its origin. */
+static const char *request_check_redirect(mw_request *req, const url_parts *next,
+                                          const char *location, const char **kind, char *buf,
+                                          size_t size) {
+  if (req->https && !next->https && !req->allow_insecure) {
+    *kind = "insecure_redirect";
+    snprintf(buf, size,
+             "refused to follow a redirect from https to plain http (%s); set "
+             "allow_insecure_redirects = true to allow it",
+             location);
+    return buf;
+  }
+  if (!request_same_origin(req, next))
+    req->left_origin = 1;
+  return NULL;
+}
+
 void request_transfer_done(mw_request *req, CURLcode result) {
   req->phase = REQ_IDLE; /* curl no longer holds it */
+  char msg[1024];
   if (result != CURLE_OK) {
-    const char *kind = result_kind(req, result);
-    const char *msg = req->xfer->errbuf[0] ? req->xfer->errbuf : curl_easy_strerror(result);
-    request_fail(req, kind, msg);
+    const char *kind = NULL;
+    const char *text = failure_message(req, result, &kind, msg, sizeof msg);
+    request_fail(req, kind, text);
     return;
   }
   long status = 0;
@@ -460,35 +566,53 @@ void request_transfer_done(mw_request *req, CURLcode result) {
     request_succeed(req, status);
     return;
   }
-  char msg[1024];
   if (req->redirects >= req->max_redirects) {
     snprintf(msg, sizeof msg, "stopped after %d redirect(s) (max_redirects); the next was to %s",
              req->redirects, location);
     request_fail(req, "too_many_redirects", msg);
     return;
   }
-  char *next = strdup(location);
-  if (!next) {
-    request_fail(req, "error", "out of memory");
-    return;
-  }
-  free(req->hop_url);
-  req->hop_url = next;
-  req->redirects++;
-  req->redirect_s = seconds_since(req->start_ns);
-  /* As browsers and curl do: 303, and 301/302 after a POST, go on as GET. */
-  if (status == 303 || ((status == 301 || status == 302) && strcmp(req->method, "POST") == 0)) {
-    curl_easy_setopt(req->xfer->easy, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(req->xfer->easy, CURLOPT_CUSTOMREQUEST, NULL);
-  }
-  const char *err = url_split(req, next);
+  url_parts next = {0};
+  const char *err = url_parse(location, &next);
   if (err) {
     request_fail(req, "url", err);
     return;
   }
-  curl_easy_setopt(req->xfer->easy, CURLOPT_URL, next);
+  const char *kind = "url";
+  char *next_url = strdup(location);
+  if (!next_url) {
+    free(next.host);
+    request_fail(req, "error", "out of memory");
+    return;
+  }
+  err = request_check_redirect(req, &next, next_url, &kind, msg, sizeof msg);
+  if (err) {
+    free(next.host);
+    free(next_url);
+    request_fail(req, kind, err);
+    return;
+  }
+  CURL *easy = req->xfer->easy;
+  free(req->hop_url);
+  req->hop_url = next_url;
+  request_set_hop(req, &next);
+  req->redirects++;
+  req->redirect_s = seconds_since(req->start_ns);
+  /* As browsers and curl do: 303 (but for HEAD), and 301/302 after a POST,
+   * go on as GET without the body. */
+  int head = strcmp(req->method, "HEAD") == 0;
+  if ((status == 303 && !head) ||
+      ((status == 301 || status == 302) && strcmp(req->method, "POST") == 0)) {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, NULL);
+  }
+  /* Credentials are for the origin they were written for, as curl -L and
+   * browsers scope them; once a redirect leaves it they stay behind. */
+  if (req->left_origin && req->has_credentials && !req->trust_redirects)
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers_public);
+  curl_easy_setopt(easy, CURLOPT_URL, req->hop_url);
   req->xfer->dirty = 1; /* its url (and maybe method) are no longer ours */
-  const char *kind = NULL;
+  kind = NULL;
   err = request_begin_hop(req, &kind);
   if (err)
     request_fail(req, kind, err);
@@ -506,10 +630,14 @@ static int request_perform(lua_State *L, mw_request *req, int idx) {
                          "object serves one task at a time)");
   mw_task *task = task_check_current(L, "request:perform");
   if (req->hop_url) { /* the last perform was redirected */
+    url_parts own = {0};
+    if (url_parse(req->url, &own) != NULL)
+      return luaL_error(L, "request:perform(): out of memory");
     free(req->hop_url);
     req->hop_url = NULL;
-    url_split(req, req->url);
+    request_set_hop(req, &own);
   }
+  req->left_origin = 0;
   req->start_ns = uv_hrtime();
   req->redirects = 0;
   req->redirect_s = 0;
@@ -544,8 +672,10 @@ static int l_request_busy(lua_State *L) {
 }
 
 static int opt_error(lua_State *L, const char *name, const char *want) {
-  return luaL_error(L, "http request: option '%s' must be %s, got %s", name, want,
-                    luaL_typename(L, -1));
+  /* a number out of range is shown, anything else by its type */
+  const char *got =
+      lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL) : luaL_typename(L, -1);
+  return luaL_error(L, "http request: option '%s' must be %s, got %s", name, want, got);
 }
 
 static double opt_seconds(lua_State *L, const char *name, double def) {
@@ -591,7 +721,10 @@ static const char *opt_string(lua_State *L, const char *name) {
   if (t != LUA_TNIL) {
     if (t != LUA_TSTRING)
       opt_error(L, name, "a string");
-    v = lua_tostring(L, -1);
+    size_t len = 0;
+    v = lua_tolstring(L, -1, &len);
+    if (strlen(v) != len)
+      luaL_error(L, "http request: option '%s' must not contain a NUL byte", name);
   }
   lua_pop(L, 1);
   return v;
@@ -669,9 +802,10 @@ static void request_free_settings(mw_request *req) {
   free(req->resolved);
   curl_slist_free_all(req->resolve);
   curl_slist_free_all(req->headers_list);
+  curl_slist_free_all(req->headers_public);
   req->url = req->method = req->body = req->ca_file = req->user_agent = NULL;
   req->host = req->hop_url = req->resolved = NULL;
-  req->resolve = req->headers_list = NULL;
+  req->resolve = req->headers_list = req->headers_public = NULL;
 }
 
 static int l_request_gc(lua_State *L) {
@@ -733,8 +867,19 @@ static char *dup_or_null(const char *s, size_t len) {
   return copy;
 }
 
-/* core.http_prepare(options) -> request */
-static int l_prepare(lua_State *L) {
+/* The options of a request, as read from the table at index 1 (whose
+ * strings they point into). */
+typedef struct {
+  const char *url, *method, *body, *ca_file, *user_agent;
+  size_t body_len;
+  double timeout, connect_timeout;
+  int follow, verify, fresh, trust_redirects, allow_insecure;
+  lua_Integer max_redirects, max_body;
+} request_options;
+
+/* Reads and checks every option but headers and the URL's parts; raises
+ * the error a bad one gives. */
+static void options_read(lua_State *L, request_options *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   lua_pushnil(L);
@@ -742,47 +887,100 @@ static int l_prepare(lua_State *L) {
     lua_pop(L, 1);
     int known = 0;
     if (lua_type(L, -1) == LUA_TSTRING)
-      for (const char *const *o = option_names; *o && !known; o++)
-        known = strcmp(*o, lua_tostring(L, -1)) == 0;
+      for (const char *const *n = option_names; *n && !known; n++)
+        known = strcmp(*n, lua_tostring(L, -1)) == 0;
     if (!known)
-      return luaL_error(L, "http request: unknown option '%s'", luaL_tolstring(L, -1, NULL));
+      luaL_error(L, "http request: unknown option '%s'", luaL_tolstring(L, -1, NULL));
   }
-  const char *url = opt_string(L, "url");
-  if (!url)
-    return luaL_error(L, "http request: option 'url' is required");
+  o->url = opt_string(L, "url");
+  if (!o->url)
+    luaL_error(L, "http request: option 'url' is required");
   const char *method = opt_string(L, "method");
   if (!method)
     method = "GET";
   for (const char *c = method; *c; c++)
     if (*c < 'A' || *c > 'Z' || c - method > 32)
-      return luaL_error(L, "http request: method '%s' is not an upper-case HTTP method", method);
+      luaL_error(L, "http request: method '%s' is not an upper-case HTTP method", method);
   if (!*method)
-    return luaL_error(L, "http request: method must not be empty");
-  size_t body_len = 0;
+    luaL_error(L, "http request: method must not be empty");
+  o->method = method;
+  o->body_len = 0;
   lua_getfield(L, 1, "body");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
     opt_error(L, "body", "a string");
-  const char *body = lua_tolstring(L, -1, &body_len);
+  o->body = lua_tolstring(L, -1, &o->body_len);
   lua_pop(L, 1); /* still referenced by the options table */
   /* Servers expect a Content-Length on these even when empty. */
-  if (!body &&
+  if (!o->body &&
       (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0))
-    body = "";
-  double timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
-  double connect_timeout = opt_seconds(L, "connect_timeout", timeout);
-  int follow = opt_bool(L, "follow_redirects", 0);
-  lua_Integer max_redirects = opt_count(L, "max_redirects", DEFAULT_MAX_REDIRECTS, 1000);
-  int verify = opt_bool(L, "verify", 1);
-  const char *ca_file = opt_string(L, "ca_file");
-  lua_Integer max_body = opt_count(L, "max_body", DEFAULT_MAX_BODY, (lua_Integer)1 << 40);
-  int fresh = opt_bool(L, "fresh_connection", 0);
-  const char *user_agent = opt_string(L, "user_agent");
+    o->body = "";
+  o->timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
+  o->connect_timeout = opt_seconds(L, "connect_timeout", o->timeout);
+  o->follow = opt_bool(L, "follow_redirects", 0);
+  o->max_redirects = opt_count(L, "max_redirects", DEFAULT_MAX_REDIRECTS, 1000);
+  o->trust_redirects = opt_bool(L, "trust_redirects", 0);
+  o->allow_insecure = opt_bool(L, "allow_insecure_redirects", 0);
+  o->verify = opt_bool(L, "verify", 1);
+  o->ca_file = opt_string(L, "ca_file");
+  o->max_body = opt_count(L, "max_body", DEFAULT_MAX_BODY, (lua_Integer)1 << 40);
+  o->fresh = opt_bool(L, "fresh_connection", 0);
+  o->user_agent = opt_string(L, "user_agent");
+}
 
+static int is_credential(const char *header) {
+  static const char *const names[] = {"authorization:", "cookie:", "proxy-authorization:", NULL};
+  for (const char *const *n = names; *n; n++)
+    if (strncasecmp(header, *n, strlen(*n)) == 0)
+      return 1;
+  return 0;
+}
+
+/* The headers without credentials; *had tells whether there were any. */
+static struct curl_slist *headers_without_credentials(lua_State *L, struct curl_slist *all,
+                                                      int *had) {
+  struct curl_slist *out = NULL;
+  *had = 0;
+  for (struct curl_slist *h = all; h; h = h->next) {
+    if (is_credential(h->data)) {
+      *had = 1;
+      continue;
+    }
+    struct curl_slist *grown = curl_slist_append(out, h->data);
+    if (!grown) {
+      curl_slist_free_all(out);
+      luaL_error(L, "http request: out of memory");
+    }
+    out = grown;
+  }
+  return out;
+}
+
+/* core.http_check(options) -> true: raises the error http_prepare would,
+ * without preparing anything (for --check and monitor constructors). */
+static int l_check(lua_State *L) {
+  request_options o;
+  options_read(L, &o);
+  curl_slist_free_all(opt_headers(L));
+  url_parts parts = {0};
+  const char *err = url_parse(o.url, &parts);
+  if (err)
+    return luaL_error(L, "http request: %s", err);
+  free(parts.host);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.http_prepare(options) -> request */
+static int l_prepare(lua_State *L) {
+  request_options o;
+  options_read(L, &o);
   const char *error = NULL;
   mw_loop *loop = loop_get(L);
   mw_http *http = http_get(loop, &error);
   if (!http)
     return luaL_error(L, "http request: %s", error);
+  /* From here the userdata's __gc frees whatever was set when an error is
+   * raised. */
   mw_request *req = lua_newuserdatauv(L, sizeof *req, 0);
   memset(req, 0, sizeof *req);
   req->loop = loop;
@@ -790,30 +988,35 @@ static int l_prepare(lua_State *L) {
   req->id = ++http->next_request_id;
   req->self_ref = LUA_NOREF;
   luaL_setmetatable(L, REQUEST_MT);
-  req->url = strdup(url);
-  req->method = strdup(method);
-  req->has_body = body != NULL;
-  req->body = dup_or_null(body, body_len);
-  req->body_len = body_len;
-  req->ca_file = dup_or_null(ca_file, ca_file ? strlen(ca_file) : 0);
-  req->user_agent = dup_or_null(user_agent, user_agent ? strlen(user_agent) : 0);
-  if (!req->url || !req->method || (body && !req->body) || (ca_file && !req->ca_file) ||
-      (user_agent && !req->user_agent))
+  req->url = strdup(o.url);
+  req->method = strdup(o.method);
+  req->has_body = o.body != NULL;
+  req->body = dup_or_null(o.body, o.body_len);
+  req->body_len = o.body_len;
+  req->ca_file = dup_or_null(o.ca_file, o.ca_file ? strlen(o.ca_file) : 0);
+  req->user_agent = dup_or_null(o.user_agent, o.user_agent ? strlen(o.user_agent) : 0);
+  if (!req->url || !req->method || (o.body && !req->body) || (o.ca_file && !req->ca_file) ||
+      (o.user_agent && !req->user_agent))
     return luaL_error(L, "http request: out of memory");
-  const char *err = url_split(req, url);
+  url_parts parts = {0};
+  const char *err = url_parse(o.url, &parts);
   if (err)
     return luaL_error(L, "http request: %s", err);
+  request_set_hop(req, &parts);
   req->endpoint = http_endpoint_ref(http, req->host, req->port);
   if (!req->endpoint)
     return luaL_error(L, "http request: out of memory");
-  req->timeout = timeout;
-  req->connect_timeout = connect_timeout;
-  req->follow = follow;
-  req->max_redirects = (long)max_redirects;
-  req->max_body = (size_t)max_body;
-  req->verify = verify;
-  req->fresh = fresh;
+  req->timeout = o.timeout;
+  req->connect_timeout = o.connect_timeout;
+  req->follow = o.follow;
+  req->max_redirects = (long)o.max_redirects;
+  req->trust_redirects = o.trust_redirects;
+  req->allow_insecure = o.allow_insecure;
+  req->max_body = (size_t)o.max_body;
+  req->verify = o.verify;
+  req->fresh = o.fresh;
   req->headers_list = opt_headers(L);
+  req->headers_public = headers_without_credentials(L, req->headers_list, &req->has_credentials);
   return 1;
 }
 
@@ -843,6 +1046,8 @@ void http_register(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_prepare);
   lua_setfield(L, -2, "http_prepare");
+  lua_pushcfunction(L, l_check);
+  lua_setfield(L, -2, "http_check");
   lua_pushcfunction(L, l_request);
   lua_setfield(L, -2, "http_request");
 }

@@ -13,7 +13,10 @@
 
 #define POOL_IDLE_MAX 256
 #define BODY_KEEP_MAX (64 * 1024) /* larger body buffers are not pooled */
-#define HEAD_MAX (64 * 1024)
+/* Response headers past this fail the transfer (curl's own limits are 100
+ * KiB a line, 300 KiB in all). */
+#define HEAD_MAX (256 * 1024)
+#define HEAD_KEEP_MAX (16 * 1024)
 
 static int buf_append(mw_buf *b, const char *data, size_t len, size_t limit) {
   if (b->len + len > b->cap) {
@@ -52,11 +55,21 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   mw_transfer *t = userp;
   size_t len = size * n;
   if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-    t->head.len = 0; /* a new response (after 100 Continue) starts over */
+    /* a new response (after 100 Continue) starts over */
+    t->head.len = 0;
+    t->head_size = len;
+    t->head_done = 0;
     return len;
   }
-  if (t->head.len + len <= HEAD_MAX)
-    buf_append(&t->head, data, len, HEAD_MAX);
+  t->head_size += len;
+  if (t->head_size > HEAD_MAX) {
+    t->head_over = 1;
+    return 0; /* stops the transfer: CURLE_WRITE_ERROR */
+  }
+  if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n'))
+    t->head_done = 1;
+  if (!buf_append(&t->head, data, len, HEAD_MAX))
+    return 0;
   return len;
 }
 
@@ -68,7 +81,7 @@ static void transfer_setup(mw_transfer *t) {
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_on_closesocket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t->http);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_on_opensocket);
-  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t->http);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
@@ -78,6 +91,14 @@ static void transfer_setup(mw_transfer *t) {
   /* Debian's default CA path disables curl's CA-store cache: 52 vs 1,560
    * new verified connections/s. */
   curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+}
+
+void transfer_clear(mw_transfer *t) {
+  t->head.len = t->body.len = 0;
+  t->size = t->head_size = 0;
+  t->truncated = t->head_over = t->head_done = 0;
+  t->socket_errno = 0;
+  t->errbuf[0] = '\0';
 }
 
 mw_transfer *transfer_acquire(mw_http *http, mw_request *req) {
@@ -115,10 +136,7 @@ mw_transfer *transfer_acquire(mw_http *http, mw_request *req) {
   }
   t->req = req;
   t->max_body = req->max_body;
-  t->head.len = t->body.len = 0;
-  t->size = 0;
-  t->truncated = 0;
-  t->errbuf[0] = '\0';
+  transfer_clear(t);
   return t;
 }
 
@@ -140,6 +158,11 @@ void transfer_release(mw_transfer *t) {
     free(t->body.data);
     t->body.data = NULL;
     t->body.cap = 0;
+  }
+  if (t->head.cap > HEAD_KEEP_MAX) {
+    free(t->head.data);
+    t->head.data = NULL;
+    t->head.cap = 0;
   }
   t->next = http->idle;
   http->idle = t;

@@ -231,9 +231,20 @@ describe("moonwatch command", function()
         .. "options.url must be")
     end)
 
+    it("exits 1 on request options that every check would fail on", function()
+      local path = CONFIGS .. "bad_request.lua"
+      local r = moonwatch({ "--check", path }, env)
+      assert.equal(1, r.status)
+      assert.equal("", r.stdout)
+      has(r.stderr, "moonwatch: " .. path .. ": example_monitor: options: http request: "
+        .. "header 'X-A' has a bad name or a line break in its value\n")
+      has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: options: http request: "
+        .. "option 'timeout' must be a number of seconds in (0, 86400], got 100000\n")
+    end)
+
     it("exits 1 on each bad config", function()
       for _, name in ipairs{ "bad_url", "bad_check_every", "bad_method", "bad_provider",
-                             "bad_runtime", "bad_return" } do
+                             "bad_runtime", "bad_return", "bad_request" } do
         local r = moonwatch({ "--check", CONFIGS .. name .. ".lua" }, env)
         assert.equal(1, r.status, name)
         assert.equal("", r.stdout, name)

@@ -150,6 +150,68 @@ describe("core HTTP", function()
       end
     end)
 
+    it("protocol (a chunk size that is not hex), not reset", function()
+      local r, msg, kind = core.run(function()
+        return core.http_request{ url = srv:url("/bad-chunked"), timeout = 5 }
+      end)
+      msg = assert_failure("protocol", r, msg, kind)
+      assert.matches("chunked-encoding", msg, 1, true)
+    end)
+
+    it("protocol (headers past 256 KiB in all), saying the limit", function()
+      local r, msg, kind = core.run(function()
+        return core.http_request{ url = srv:url("/header-lines/300"), timeout = 5 }
+      end)
+      msg = assert_failure("protocol", r, msg, kind)
+      assert.equals("protocol: the response headers exceeded the limit of 262144 bytes", msg)
+      -- below the limit every header is kept
+      r = core.run(function()
+        return core.http_request{ url = srv:url("/header-lines/200"), timeout = 5 }
+      end)
+      assert.equals(200, r.status)
+      assert.equals(("v"):rep(1000), r.headers["x-h199"])
+    end)
+
+    it("protocol (one header line of 100 MB), not out of memory", function()
+      local r, msg, kind = core.run(function()
+        return core.http_request{ url = srv:url("/header-line/104857600"), timeout = 20 }
+      end)
+      msg = assert_failure("protocol", r, msg, kind)
+      assert.equals("protocol: a response header line exceeded curl's limit of 102400 bytes", msg)
+    end)
+
+    it("local (no file descriptor left), naming EMFILE and the limit", function()
+      local dir = fixture.tmpdir()
+      local script = dir .. "/emfile.lua"
+      local f = assert(io.open(script, "w"))
+      f:write([[
+local core = require("moonwatch.core")
+local url = arg[1]
+print(core.run(function()
+  assert(core.http_request{ url = url }) -- the loop and curl have their descriptors
+  local held = {}
+  while true do
+    local file = io.open("/dev/null")
+    if not file then break end
+    held[#held + 1] = file
+  end
+  local r, msg, kind = core.http_request{ url = url, fresh_connection = true, timeout = 5 }
+  for _, file in ipairs(held) do file:close() end
+  return tostring(r) .. "|" .. tostring(kind) .. "|" .. tostring(msg)
+end))
+]])
+      f:close()
+      local q = fixture.shell_quote
+      local cmd = ("ulimit -n 64 && exec %s -l %s %s 2>&1"):format(
+        q(os.getenv("MOONWATCH_BIN") or "build/moonwatch"), q(script), q(srv:url("/page")))
+      local p = assert(io.popen("sh -c " .. q(cmd)))
+      local out = p:read("a")
+      p:close()
+      fixture.rmtree(dir)
+      assert.equals("nil|local|local: too many open files (EMFILE, limit 64): no socket could "
+        .. "be opened\n", out)
+    end)
+
     it("too_many_redirects (/loop), stopping at max_redirects", function()
       local r, msg, kind = core.run(function()
         return core.http_request{ url = srv:url("/loop"), follow_redirects = true }
@@ -340,11 +402,22 @@ describe("core HTTP", function()
   end)
 
   describe("raises on bad input:", function()
+    -- http_check (what monitors call when they are built) raises exactly
+    -- what http_prepare (the first check) would.
     local function raises(opts, pattern)
       local ok, msg = pcall(core.http_prepare, opts)
       assert.is_false(ok, "no error for " .. pattern)
       assert.matches(pattern, msg, 1, true)
+      local ok2, msg2 = pcall(core.http_check, opts)
+      assert.is_false(ok2, "http_check: no error for " .. pattern)
+      assert.equals(msg, msg2)
     end
+
+    it("nothing from http_check on good options", function()
+      assert.is_true(core.http_check{ url = srv:url("/"), headers = { A = "b" }, body = "x",
+                                      method = "POST", trust_redirects = true })
+      assert.same({ tasks = 0, handles = 0 }, core.stats())
+    end)
 
     it("unknown option", function()
       raises({ url = srv:url("/"), tiemout = 1 }, "http request: unknown option 'tiemout'")
@@ -364,6 +437,27 @@ describe("core HTTP", function()
     it("bad url", function()
       raises({ url = "not a url" }, "http request: bad url 'not a url'")
       raises({ url = "ftp://example.test/" }, "unsupported scheme 'ftp'")
+      raises({ url = "http://example.test/a b" },
+        "http request: bad url 'http://example.test/a b': a space at offset 21 (percent-encode it)")
+      raises({ url = "http://example.test/a\r\nX: y" },
+        "bad url 'http://example.test/a\\x0d\\x0aX: y': a control character at offset 21")
+      raises({ url = "http://example.test/a\0b" },
+        "http request: option 'url' must not contain a NUL byte")
+    end)
+
+    it("values out of range, wrong types, NUL bytes", function()
+      raises({ url = srv:url("/"), timeout = 100000 },
+        "http request: option 'timeout' must be a number of seconds in (0, 86400], got 100000")
+      raises({ url = srv:url("/"), max_body = -1 },
+        "http request: option 'max_body' must be a non-negative integer, got -1")
+      raises({ url = srv:url("/"), body = {} },
+        "http request: option 'body' must be a string, got table")
+      raises({ url = srv:url("/"), ca_file = "/etc/ssl\0x" },
+        "http request: option 'ca_file' must not contain a NUL byte")
+      raises({ url = srv:url("/"), trust_redirects = "yes" },
+        "http request: option 'trust_redirects' must be a boolean")
+      raises({ url = srv:url("/"), allow_insecure_redirects = 1 },
+        "http request: option 'allow_insecure_redirects' must be a boolean")
     end)
 
     it("a request outside a task", function()

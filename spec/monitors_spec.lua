@@ -186,6 +186,39 @@ describe("monitors", function()
           build_error{ url = "http://x.test", timeout = 0 })
       end)
 
+      it("request options the check would fail on, with the check's message", function()
+        local cases = {
+          { { headers = { ["X-A"] = "v\r\nInjected: yes" } },
+            "header 'X-A' has a bad name or a line break in its value" },
+          { { url = "http://x.test/a b" }, "bad url 'http://x.test/a b': a space at offset 15" },
+          { { url = "http://x.test/a\nb" }, "a control character at offset 15" },
+          { { url = "http://x.test/a\0b" }, "option 'url' must not contain a NUL byte" },
+          { { timeout = 100000 }, "option 'timeout' must be a number of seconds in (0, 86400]" },
+          { { max_body = -1 }, "option 'max_body' must be a non-negative integer, got -1" },
+          { { body = {} }, "option 'body' must be a string, got table" },
+          { { trust_redirects = "yes" }, "option 'trust_redirects' must be a boolean" },
+        }
+        for _, case in ipairs(cases) do
+          local o = { url = "http://x.test/" }
+          for k, v in pairs(case[1]) do o[k] = v end
+          local err = build_error(o)
+          assert.matches("^options: http request: ", err)
+          assert.matches(case[2], err, 1, true)
+          -- a fake client without :check gets the same checks
+          local ok, err2 = pcall(monitor, { request = function() end }, o)
+          assert.is_false(ok)
+          assert.equal(err, err2)
+        end
+      end)
+
+      it("a client's defaults that the check would fail on", function()
+        local ok, err = pcall(monitor, mw.http.Client{ headers = { ["Bad Name"] = "x" } },
+          { url = "http://x.test/" })
+        assert.is_false(ok)
+        assert.equal("options: http request: header 'Bad Name' has a bad name or a line "
+          .. "break in its value", err)
+      end)
+
       it("no options or no client", function()
         local ok, err = pcall(mw.monitors.HttpMonitor, { http_client = {} })
         assert.is_false(ok)

@@ -41,6 +41,17 @@ local function merged(defaults, opts)
   return out
 end
 
+--- Checks request options as the request would, sending nothing: true, or
+--- nil and the message the request would raise.
+---@param opts table
+---@return true|nil ok
+---@return string? message
+function Client:check(opts)
+  local ok, err = pcall(core.http_check, merged(self.defaults, opts))
+  if ok then return true end
+  return nil, err
+end
+
 --- A request object to `:perform()` again and again.
 ---@param opts table
 function Client:prepare(opts)

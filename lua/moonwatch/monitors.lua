@@ -96,7 +96,8 @@ M.HttpMonitor = HttpMonitor
 
 local REQUEST_KEYS = { "headers", "body", "connect_timeout", "follow_redirects",
                        "max_redirects", "verify", "ca_file", "max_body",
-                       "fresh_connection", "user_agent" }
+                       "fresh_connection", "user_agent", "trust_redirects",
+                       "allow_insecure_redirects" }
 
 --- Options: method, url, timeout, check_every, plus any request option
 --- (headers, body, follow_redirects, verify, ca_file, ...).
@@ -130,6 +131,16 @@ function HttpMonitor:new(kwargs)
   self.method, self.url, self.timeout = method, o.url, o.timeout
   local request = { method = method, url = o.url, timeout = o.timeout }
   for _, k in ipairs(REQUEST_KEYS) do request[k] = o[k] end
+  -- Every option is checked now, so --check finds what each check would
+  -- fail on. A client without :check (a spec's fake) gets the core's.
+  local client = kwargs.http_client
+  local checked, why
+  if type(client) == "table" and type(client.check) == "function" then
+    checked, why = client:check(request)
+  else
+    checked, why = pcall(core.http_check, request)
+  end
+  if not checked then fail("options: %s", tostring(why)) end
   self.request = request
   return self
 end
