@@ -3,8 +3,8 @@
  * SIGTERM and SIGINT: the first runs the Lua handler as a task (a graceful
  * stop); a second one exits at once from the signal handler itself, so it
  * works whatever the loop is doing (blocked in a write, running a check that
- * never yields). SIGHUP and SIGUSR1 run the Lua handler each time, through
- * libuv. Every other signal keeps its default action. */
+ * never yields). SIGHUP, SIGUSR1 and SIGUSR2 run the Lua handler each time,
+ * through libuv. Every other signal keeps its default action. */
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -13,13 +13,15 @@
 
 #include "loop.h"
 
+#define NREPEATABLE 3
+
 struct mw_signals {
-  uv_async_t *stop;     /* woken by the SIGTERM/SIGINT handler */
-  uv_signal_t *each[2]; /* SIGHUP, SIGUSR1 */
+  uv_async_t *stop; /* woken by the SIGTERM/SIGINT handler */
+  uv_signal_t *each[NREPEATABLE];
   int handler_ref;
 };
 
-static const int repeatable[2] = {SIGHUP, SIGUSR1};
+static const int repeatable[NREPEATABLE] = {SIGHUP, SIGUSR1, SIGUSR2};
 
 /* The handler's state: it can only touch these and async-signal-safe calls.
  * One loop owns the stop signals at a time, the last to call on_signal. */
@@ -40,6 +42,8 @@ static const char *signal_name(int signum) {
     return "SIGHUP";
   case SIGUSR1:
     return "SIGUSR1";
+  case SIGUSR2:
+    return "SIGUSR2";
   default:
     return "signal";
   }
@@ -95,7 +99,7 @@ void signal_shutdown(mw_loop *loop) {
     stop_async = NULL;
   }
   uv_close((uv_handle_t *)s->stop, handle_free);
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < NREPEATABLE; i++)
     uv_close((uv_handle_t *)s->each[i], handle_free);
   luaL_unref(loop->L, LUA_REGISTRYINDEX, s->handler_ref);
   free(s);
@@ -108,19 +112,22 @@ static int signals_open(lua_State *L, mw_loop *loop) {
     return 0;
   s->handler_ref = LUA_NOREF;
   s->stop = malloc(sizeof *s->stop);
-  for (int i = 0; i < 2; i++)
+  int missing = !s->stop;
+  for (int i = 0; i < NREPEATABLE; i++) {
     s->each[i] = malloc(sizeof *s->each[i]);
-  if (!s->stop || !s->each[0] || !s->each[1]) {
+    missing |= !s->each[i];
+  }
+  if (missing) {
     free(s->stop);
-    free(s->each[0]);
-    free(s->each[1]);
+    for (int i = 0; i < NREPEATABLE; i++)
+      free(s->each[i]);
     free(s);
     return 0;
   }
   uv_async_init(&loop->uv, s->stop, on_stop_async);
   s->stop->data = loop;
   uv_unref((uv_handle_t *)s->stop);
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < NREPEATABLE; i++) {
     uv_signal_init(&loop->uv, s->each[i]);
     s->each[i]->data = loop;
     uv_signal_start(s->each[i], on_repeatable, repeatable[i]);

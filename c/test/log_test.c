@@ -270,6 +270,35 @@ static void test_json_escaping(void **state) {
 
 /* ---- size limits and buffers ---- */
 
+/* What a server sends (a Location with ESC sequences, a reason phrase)
+ * cannot move the cursor or pass for bytes it is not: control bytes but
+ * newline and tab, C1 controls and invalid UTF-8 are written escaped. */
+static void test_text_escaping(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger("%(message)s");
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_INFO, "n", "to \x1b[2J\x1b]0;pwned\x07 here"),
+                      "to \\x1b[2J\\x1b]0;pwned\\x07 here\n");
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_INFO, "n", "cr\rdel\x7f bs\x08"),
+                      "cr\\rdel\\x7f bs\\x08\n");
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_INFO, "n",
+                              "c1 \xc2\x9b"
+                              "31m"),
+                      "c1 \\u009b31m\n");
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_INFO, "n", "bad \xff\xc3("), "bad \\xff\\xc3(\n");
+  /* valid UTF-8, newlines and tabs stay */
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_INFO, "n", "\xc3\xa9\xe2\x82\xac\n\tok"),
+                      "\xc3\xa9\xe2\x82\xac\n\tok\n");
+  logger_free(lg);
+  /* the logger name is escaped too */
+  lg = new_logger("[%(name)s] %(message)s");
+  assert_string_equal(fmt_rec(lg, T0, MW_LOG_INFO,
+                              "a\x1b"
+                              "b",
+                              "m"),
+                      "[a\\x1bb] m\n");
+  logger_free(lg);
+}
+
 static void test_truncation(void **state) {
   (void)state;
   size_t big = 100 * 1024;
@@ -1018,6 +1047,7 @@ int main(void) {
       cmocka_unit_test(test_format_errors),
       cmocka_unit_test(test_json),
       cmocka_unit_test(test_json_escaping),
+      cmocka_unit_test(test_text_escaping),
       cmocka_unit_test(test_truncation),
       cmocka_unit_test(test_small_buffer),
       cmocka_unit_test(test_levels),

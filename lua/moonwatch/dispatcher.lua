@@ -87,6 +87,8 @@ function Dispatcher:on_signal(name)
   elseif name == "SIGHUP" then
     self.logger:warning("SIGHUP received and ignored: reloading the configuration is not "
       .. "supported yet (restart to apply changes)")
+  elseif name == "SIGUSR2" then
+    self.logger:warning("SIGUSR2 received and ignored: it has no meaning for moonwatch")
   else
     self:stop()
   end
