@@ -11,6 +11,9 @@ typedef struct mw_request mw_request;
 typedef struct mw_transfer mw_transfer;
 
 #define HTTP_ENDPOINT_BUCKETS 4096
+/* Response headers past this fail the transfer (curl's own limits are 100
+ * KiB a line, 300 KiB in all). */
+#define HTTP_HEAD_MAX (256 * 1024)
 
 /* A host:port that request objects point at, counted to size curl's
  * connection cache. */

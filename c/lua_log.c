@@ -460,6 +460,36 @@ static const luaL_Reg logger_methods[] = {
     {NULL, NULL},
 };
 
+/* core.log_plain(...) -> true when every argument is a number, boolean, nil
+ * or a string without a line break: what string.format may take as it is
+ * for a text record. One C call instead of a Lua loop of type() and find()
+ * calls, which cost a check 2 % of its time. */
+static int l_plain(lua_State *L) {
+  int n = lua_gettop(L);
+  for (int i = 1; i <= n; i++) {
+    switch (lua_type(L, i)) {
+    case LUA_TNUMBER:
+    case LUA_TBOOLEAN:
+    case LUA_TNIL:
+      break;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *str = lua_tolstring(L, i, &len);
+      if (memchr(str, '\n', len) || memchr(str, '\r', len)) {
+        lua_pushboolean(L, 0);
+        return 1;
+      }
+      break;
+    }
+    default:
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 void lua_log_register(lua_State *L) {
   int mod = lua_gettop(L);
   luaL_newmetatable(L, LOGGER_MT); /* also sets __name */
@@ -469,6 +499,8 @@ void lua_log_register(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcclosure(L, l_logger_new, 1);
   lua_setfield(L, mod, "logger");
+  lua_pushcfunction(L, l_plain);
+  lua_setfield(L, mod, "log_plain");
 
   static const struct {
     const char *name;

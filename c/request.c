@@ -511,7 +511,7 @@ static const char *failure_message(mw_request *req, CURLcode result, const char 
   }
   if (result == CURLE_WRITE_ERROR && t->head_over) {
     *kind = "protocol";
-    snprintf(buf, size, "the response headers exceeded the limit of %d bytes", 256 * 1024);
+    snprintf(buf, size, "the response headers exceeded the limit of %d bytes", HTTP_HEAD_MAX);
     return buf;
   }
   /* curl's buffer for one header line stops at 100 KiB and says only "Out of

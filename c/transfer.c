@@ -13,9 +13,6 @@
 
 #define POOL_IDLE_MAX 256
 #define BODY_KEEP_MAX (64 * 1024) /* larger body buffers are not pooled */
-/* Response headers past this fail the transfer (curl's own limits are 100
- * KiB a line, 300 KiB in all). */
-#define HEAD_MAX (256 * 1024)
 #define HEAD_KEEP_MAX (16 * 1024)
 
 static int buf_append(mw_buf *b, const char *data, size_t len, size_t limit) {
@@ -62,13 +59,13 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
     return len;
   }
   t->head_size += len;
-  if (t->head_size > HEAD_MAX) {
+  if (t->head_size > HTTP_HEAD_MAX) {
     t->head_over = 1;
     return 0; /* stops the transfer: CURLE_WRITE_ERROR */
   }
   if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n'))
     t->head_done = 1;
-  if (!buf_append(&t->head, data, len, HEAD_MAX))
+  if (!buf_append(&t->head, data, len, HTTP_HEAD_MAX))
     return 0;
   return len;
 }

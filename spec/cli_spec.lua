@@ -9,19 +9,9 @@ local q = fixture.shell_quote
 
 local function read_file(path) return fixture.read_file(path) or "" end
 
--- `env` arguments that drop the MOONWATCH_* settings of this process (the
--- test runner's own MOONWATCH_BIN and friends, or a developer's
--- MOONWATCH_LOG__LEVEL), so every run sees only the settings a test gives.
-local function clean_env()
-  local args = { "env" }
-  local data = read_file("/proc/self/environ")
-  for name in data:gmatch("%f[^%z](MOONWATCH_[^=]*)=") do
-    if name ~= "MOONWATCH_LUA_DIR" then args[#args + 1] = "-u " .. q(name) end
-  end
-  args[#args + 1] = "-u FIXTURE_URL"
-  return table.concat(args, " ")
-end
-local CLEAN_ENV = clean_env()
+-- drops the MOONWATCH_* settings of this process (the test runner's own
+-- MOONWATCH_BIN and friends), so every run sees only the settings a test gives
+local CLEAN_ENV = require("support.daemon").CLEAN_ENV
 
 -- Runs the executable with args (a list) and env (name -> value); returns
 -- {status, stdout, stderr}. A run that does not end within 20 s is killed.

@@ -6,7 +6,7 @@ local fixture = require("support.fixture")
 
 local daemon = require("support.daemon")
 local CONFIGS = "spec/fixtures/configs/"
-local start, wait_for, messages, now = daemon.start, daemon.wait_for, daemon.messages, daemon.now
+local wait_for, messages, now = daemon.wait_for, daemon.messages, daemon.now
 local ASCTIME = daemon.ASCTIME
 
 -- Requests the fixture has read so far, this one included.
@@ -17,22 +17,13 @@ end
 
 describe("moonwatch daemon", function()
   local srv
-  local daemons = {}
+  local daemons = daemon.group()
 
-  local function run(args, env)
-    local d = start(args, env)
-    daemons[#daemons + 1] = d
-    return d
-  end
+  local function run(args, env) return daemons:start(args, env) end
 
   lazy_setup(function() srv = fixture.start() end)
   lazy_teardown(function() if srv then srv:stop() end end)
-  after_each(function()
-    for i, d in ipairs(daemons) do
-      d:cleanup()
-      daemons[i] = nil
-    end
-  end)
+  after_each(function() daemons:cleanup() end)
 
   it("starts, checks, and on SIGTERM shuts down and exits 0", function()
     local d = run({ CONFIGS .. "good.lua" }, { FIXTURE_URL = srv.base })

@@ -33,7 +33,7 @@ end)
 
 describe("an always stoppable daemon", function()
   local dir
-  local daemons = {}
+  local daemons = daemon.group()
 
   local function config(name, text)
     local path = dir .. "/" .. name
@@ -43,11 +43,7 @@ describe("an always stoppable daemon", function()
     return path
   end
 
-  local function run(args, opts)
-    local d = daemon.start(args, {}, opts)
-    daemons[#daemons + 1] = d
-    return d
-  end
+  local function run(args, opts) return daemons:start(args, {}, opts) end
 
   -- Runs the executable to its end; returns its exit status and output.
   local function run_to_end(args)
@@ -62,12 +58,7 @@ describe("an always stoppable daemon", function()
 
   lazy_setup(function() dir = fixture.tmpdir() end)
   lazy_teardown(function() fixture.rmtree(dir) end)
-  after_each(function()
-    for i, d in ipairs(daemons) do
-      d:cleanup()
-      daemons[i] = nil
-    end
-  end)
+  after_each(function() daemons:cleanup() end)
 
   it("aborts a check that never yields at its CPU budget; the others go on", function()
     local path = config("budget.lua", CONFIG:format("0.3", "0.1", "c.spin, c.tick"))

@@ -15,7 +15,8 @@
 --- as trusted multi-line text, like a traceback.
 local core = require("moonwatch.core")
 
-local find, gsub, format, select, type = string.find, string.gsub, string.format, select, type
+local gsub, format, select, type = string.gsub, string.format, select, type
+local plain = core.log_plain -- the arguments string.format may take as they are
 local getmetatable, tostring = getmetatable, tostring
 
 local M = {}
@@ -104,22 +105,6 @@ end
 
 local BREAKS = { ["\n"] = "\\n", ["\r"] = "\\r" }
 
--- True when string.format can take the arguments as they are: the hot path
--- (a few short strings and numbers) scans each string once and allocates
--- nothing.
-local function plain_args(...)
-  for i = 1, select("#", ...) do
-    local a = (select(i, ...))
-    local t = type(a)
-    if t == "string" then
-      if text_sink and find(a, "[\r\n]") then return false end
-    elseif t ~= "number" and t ~= "boolean" and t ~= "nil" then
-      return false -- lines(), or an object whose __tostring may break lines
-    end
-  end
-  return true
-end
-
 local function safe_args(...)
   local args = table.pack(...)
   for i = 1, args.n do
@@ -140,7 +125,7 @@ local function emit(self, level, fmt, ...)
   local msg
   if select("#", ...) == 0 then
     msg = tostring(fmt)
-  elseif plain_args(...) then
+  elseif plain(...) then
     msg = format(fmt, ...)
   else
     msg = format(fmt, safe_args(...))

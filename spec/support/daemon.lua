@@ -52,6 +52,24 @@ end
 local Daemon = {}
 Daemon.__index = Daemon
 
+-- A list of started daemons for a describe block: group:start(...) is
+-- M.start that remembers the daemon, group:cleanup() (for after_each) ends
+-- and removes every one.
+local Group = {}
+Group.__index = Group
+function M.group() return setmetatable({}, Group) end
+function Group:start(args, env, opts)
+  local d = M.start(args, env, opts)
+  self[#self + 1] = d
+  return d
+end
+function Group:cleanup()
+  for i = #self, 1, -1 do
+    self[i]:cleanup()
+    self[i] = nil
+  end
+end
+
 -- Starts the daemon in the background with args (a list) and env (a table
 -- of settings). A shell waits for it and writes its exit status to a file,
 -- so the test gets the status like wait(2) would. opts.stdin, opts.stdout and
