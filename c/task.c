@@ -202,8 +202,9 @@ void task_resume(mw_task *task, int nargs) {
   int status = lua_resume(task->co, NULL, nargs, &nres);
   int overran = watchdog_restore(saved);
   loop->current = outer;
-  if (status == LUA_YIELD && overran && task->state == TASK_RUNNING) {
-    /* The watchdog's hook yielded it: end it as failed, with where it was. */
+  if ((status == LUA_YIELD || status == LUA_OK) && overran && task->state == TASK_RUNNING) {
+    /* The watchdog's hook yielded it, or stopped a coroutine it resumed (its
+     * results are then not to be trusted): end it as failed. */
     lua_pop(task->co, nres);
     task_fail_overrun(task, budget);
     return;
@@ -354,6 +355,65 @@ static int l_cpu_limit(lua_State *L) {
   return lua_gettop(L) - 1;
 }
 
+/* coroutine.resume and coroutine.wrap, wrapped so that the CPU budget
+ * follows a check into the coroutines it makes: the watchdog's hook is per
+ * Lua thread. Upvalue 1: the standard function. */
+static int l_co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_State *prev = co ? watchdog_enter(co) : NULL;
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET); /* resume itself never raises on co's errors */
+  if (co)
+    watchdog_leave(co, prev);
+  return lua_gettop(L);
+}
+
+/* The function coroutine.wrap returns. Upvalues: the standard one, its
+ * thread. */
+static int l_co_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_State *prev = watchdog_enter(co);
+  int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  watchdog_leave(co, prev);
+  if (rc != LUA_OK)
+    return lua_error(L);
+  return lua_gettop(L);
+}
+
+static int l_co_wrap(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  /* the standard wrapper keeps its thread as its only upvalue */
+  if (!lua_getupvalue(L, -1, 1) || !lua_isthread(L, -1)) {
+    lua_pop(L, 1);
+    return 1; /* another implementation: left as it is */
+  }
+  lua_pushcclosure(L, l_co_wrapped, 2);
+  return 1;
+}
+
+static void task_wrap_coroutines(lua_State *L) {
+  if (lua_getglobal(L, "coroutine") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, -1, "resume");
+  if (lua_tocfunction(L, -1) == l_co_resume) { /* loaded twice */
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pushcclosure(L, l_co_resume, 1);
+  lua_setfield(L, -2, "resume");
+  lua_getfield(L, -1, "wrap");
+  lua_pushcclosure(L, l_co_wrap, 1);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
+}
+
 /* core.current() -> task | nil */
 static int l_current(lua_State *L) {
   mw_loop *loop = loop_get(L);
@@ -446,4 +506,5 @@ void task_register(lua_State *L) {
   lua_setfield(L, -2, "cpu_budget");
   lua_pushcfunction(L, l_cpu_limit);
   lua_setfield(L, -2, "cpu_limit");
+  task_wrap_coroutines(L);
 }

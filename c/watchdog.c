@@ -173,6 +173,26 @@ int watchdog_restore(watchdog_state saved) {
   return hit;
 }
 
+lua_State *watchdog_enter(lua_State *co) {
+  if (!current.armed)
+    return NULL;
+  lua_State *prev = current.L;
+  current.L = co;
+  if (fired) /* already over budget: co stops at once */
+    lua_sethook(co, hook, LUA_MASKCOUNT, 1);
+  return prev;
+}
+
+void watchdog_leave(lua_State *co, lua_State *prev) {
+  if (!prev || !current.armed)
+    return;
+  current.L = prev;
+  if (fired) {
+    lua_sethook(co, NULL, 0, 0);
+    lua_sethook(prev, hook, LUA_MASKCOUNT, 1);
+  }
+}
+
 void watchdog_push_message(lua_State *L, uint64_t budget_ns) {
   lua_pushfstring(L,
                   "CPU budget exceeded: ran Lua for %f s of CPU without yielding "

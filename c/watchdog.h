@@ -36,6 +36,12 @@ watchdog_state watchdog_arm(lua_State *L, uint64_t budget_ns, watchdog_mode mode
 /* Disarms (removing the hook if it fired) and re-arms what was saved. Returns
  * 1 if the watchdog fired during this arm. */
 int watchdog_restore(watchdog_state saved);
+/* A coroutine resumed from the armed thread runs in the same stretch:
+ * watchdog_enter points the hook at co and returns what to give
+ * watchdog_leave when the resume returns (NULL: nothing is armed). An
+ * overrun inside co stops co, then the thread that resumed it. */
+lua_State *watchdog_enter(lua_State *co);
+void watchdog_leave(lua_State *co, lua_State *prev);
 /* The message of a task ended for its overrun. */
 void watchdog_push_message(lua_State *L, uint64_t budget_ns);
 

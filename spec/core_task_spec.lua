@@ -253,3 +253,98 @@ describe("core tasks", function()
     assert.is_true(inside.handles >= 1)
   end)
 end)
+
+describe("the CPU budget of a task", function()
+  local saved
+  before_each(function() saved = core.cpu_budget(); core.cpu_budget(0.05) end)
+  after_each(function()
+    core.cpu_budget(saved)
+    assert.same({ tasks = 0, handles = 0 }, core.stats())
+  end)
+
+  -- Runs Lua for up to limit seconds of CPU (a bounded spin, so that a
+  -- budget that does not work fails the spec instead of hanging it).
+  local function spin(limit)
+    local t0 = os.clock()
+    while os.clock() - t0 < limit do end
+    return "spun"
+  end
+
+  local MESSAGE = "CPU budget exceeded: ran Lua for 0.05 s of CPU without yielding (cpu_budget)"
+
+  local function assert_overran(t)
+    local ok, err = t:result()
+    assert.is_false(ok)
+    assert.matches(MESSAGE, err, 1, true)
+  end
+
+  it("ends a task that runs past it; the others go on", function()
+    local spinner = core.spawn(spin, 2)
+    local ticks = 0
+    local ticker = core.spawn(function()
+      for _ = 1, 5 do core.sleep(0.01); ticks = ticks + 1 end
+    end)
+    local t0 = os.clock()
+    core.run()
+    assert.is_true(os.clock() - t0 < 1, "the spin was not stopped")
+    assert_overran(spinner)
+    assert.equals(5, ticks)
+    assert.is_true((ticker:result()))
+  end)
+
+  it("cannot be caught by pcall in the task", function()
+    local caught = false
+    local t = core.spawn(function()
+      caught = not pcall(spin, 2)
+      return "went on"
+    end)
+    core.run()
+    assert_overran(t)
+    assert.is_false(caught)
+  end)
+
+  it("follows the task into coroutines it makes (wrap and resume)", function()
+    local wrapped = core.spawn(function() return coroutine.wrap(spin)(2) end)
+    local resumed = core.spawn(function()
+      local co = coroutine.create(function() return coroutine.wrap(spin)(2) end)
+      return coroutine.resume(co)
+    end)
+    local t0 = os.clock()
+    core.run()
+    assert.is_true(os.clock() - t0 < 1, "a spin was not stopped")
+    assert_overran(wrapped)
+    assert_overran(resumed)
+    -- coroutines still work as the standard ones do
+    local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end)
+    assert.same({ 1, 2, 3 }, { gen(), gen(), gen() })
+    local ok, err = pcall(coroutine.wrap(function() error("inner", 0) end))
+    assert.same({ false, "inner" }, { ok, err })
+  end)
+
+  it("counts each stretch between two waits on its own", function()
+    local t = core.spawn(function()
+      for _ = 1, 4 do spin(0.03); core.sleep(0) end -- 0.12 s in all, 0.03 s at a time
+      return "done"
+    end)
+    core.run()
+    assert.same({ true, "done" }, { t:result() })
+  end)
+
+  it("is off at 0", function()
+    core.cpu_budget(0)
+    assert.same({ "spun" }, { core.run(spin, 0.1) })
+  end)
+
+  it("refuses a budget below 10 ms or a negative one", function()
+    assert.has_error(function() core.cpu_budget(0.001) end)
+    assert.has_error(function() core.cpu_budget(-1) end)
+    assert.equals(0.05, core.cpu_budget())
+  end)
+
+  it("core.cpu_limit raises outside a task, and pcall inside cannot hold it", function()
+    local ok, err = pcall(core.cpu_limit, 0.05, function() pcall(spin, 2); return spin(2) end)
+    assert.is_false(ok)
+    assert.matches("CPU limit exceeded", err, 1, true)
+    assert.same({ "spun" }, { core.cpu_limit(1, spin, 0.01) })
+  end)
+end)
