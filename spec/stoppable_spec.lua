@@ -2,7 +2,8 @@
 -- hangs it: a second SIGTERM exits from the signal handler whatever the loop
 -- does, a check that never yields is aborted at its CPU budget, a config that
 -- never returns is stopped at --load-timeout, closed standard descriptors do
--- not end up as libuv's, SIGHUP does not kill it.
+-- not end up as libuv's, SIGHUP does not kill it, a stdout on /dev/full is
+-- reported, SIGUSR1 reopens log.file.
 local fixture = require("support.fixture")
 local daemon = require("support.daemon")
 
@@ -139,6 +140,42 @@ signal.pause()
     assert.equal(3, fds)
     d:signal("TERM")
     assert.equal(0, (d:wait_exit()))
+  end)
+
+  it("reports a stdout it cannot write (/dev/full) on stderr, and still stops", function()
+    local path = config("full.lua", CONFIG:format("60", "0", "c.tick"))
+    local d = run({ path }, { stdout = ">/dev/full" })
+    assert(daemon.wait_for(5, function() return d:stderr():find("cannot write", 1, true) end),
+      "nothing on stderr")
+    d:signal("TERM")
+    assert.equal(0, (d:wait_exit()))
+    local err = d:stderr()
+    assert.matches("^moonwatch: log: cannot write to stdout: No space left on device; records "
+      .. "are kept and retried, dropped when 1 MiB is full\n", err)
+    -- "1 record was", "4 records were"
+    assert.matches("\nmoonwatch: log: %d+ records? w%a+ lost at exit: cannot write to "
+      .. "stdout: No space left on device\n$", err)
+  end)
+
+  it("reopens log.file on SIGUSR1, as logrotate needs", function()
+    local file = dir .. "/moonwatch.log"
+    local path = config("rotate.lua", CONFIG:format("60", "0", "c.tick"):gsub(
+      '{ level = "INFO" }', '{ level = "INFO", file = ' .. ("%q"):format(file) .. ' }'))
+    local d = run({ path })
+    local function has(f, s) return (fixture.read_file(f) or ""):find(s, 1, true) end
+    assert(daemon.wait_for(5, function() return has(file, "tick") end), "no tick in the log")
+    assert(os.rename(file, file .. ".1"))
+    d:signal("USR1")
+    assert(daemon.wait_for(5, function() return has(file, "SIGUSR1: log file reopened") end),
+      "the log file was not reopened")
+    assert(daemon.wait_for(5, function() return has(file, "tick") end), "no tick after reopen")
+    d:signal("TERM")
+    assert.equal(0, (d:wait_exit()))
+    local old, new = fixture.read_file(file .. ".1"), fixture.read_file(file)
+    assert.matches("Starting up", old)
+    assert.is_nil(old:find("reopened", 1, true))
+    assert.matches("Shutdown finished successfully\n$", new)
+    assert.equal("", d:stdout())
   end)
 
   it("logs SIGHUP and SIGUSR2 and goes on; SIGTERM then stops it", function()
