@@ -360,12 +360,14 @@ static int l_cpu_limit(lua_State *L) {
  * Lua thread. Upvalue 1: the standard function. */
 static int l_co_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "thread"); /* named as the caller knows it */
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
-  lua_State *prev = co ? watchdog_enter(co) : NULL;
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET); /* resume itself never raises on co's errors */
-  if (co)
-    watchdog_leave(co, prev);
+  lua_State *prev = watchdog_enter(co);
+  int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0); /* only out of memory */
+  watchdog_leave(co, prev);
+  if (rc != LUA_OK)
+    return lua_error(L);
   return lua_gettop(L);
 }
 
@@ -384,6 +386,7 @@ static int l_co_wrapped(lua_State *L) {
 }
 
 static int l_co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, 1);

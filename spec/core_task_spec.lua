@@ -319,6 +319,12 @@ describe("the CPU budget of a task", function()
     assert.same({ 1, 2, 3 }, { gen(), gen(), gen() })
     local ok, err = pcall(coroutine.wrap(function() error("inner", 0) end))
     assert.same({ false, "inner" }, { ok, err })
+    ok, err = pcall(coroutine.resume, 42)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'coroutine.resume' (thread expected, got number)", err,
+      1, true)
+    assert.same({ true, 1, 2 }, { coroutine.resume(coroutine.create(function(...) return ... end),
+      1, 2) })
   end)
 
   it("counts each stretch between two waits on its own", function()
