@@ -1,11 +1,7 @@
 local providers = require("moonwatch.providers")
 local container = require("moonwatch.container")
 
-local function err_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local err_of = require("support.errors").err_of
 
 local function record(kw) return kw end
 

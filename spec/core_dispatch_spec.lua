@@ -313,13 +313,8 @@ describe("core dispatcher", function()
     assert.equals(0, d:stats().monitors)
   end)
 
-  -- BUG (c/dispatch.c, slot_start): the schedule is computed from
-  -- uv_now(), the loop time cached at the loop's last turn. d:start()
-  -- called outside core.run() (the usual d:start(); core.run()) after the
-  -- process did something else for a while shifts every tick earlier by
-  -- that time: here the second check runs 0.2 s after the first, not 0.5 s
-  -- (and past one interval, ticks are counted as missed). uv_update_time()
-  -- before reading uv_now() fixes it.
+  -- The schedule starts from the time of d:start(), not from the loop's
+  -- cached time (the usual d:start(); core.run() after loading a config).
   it("schedules from the time of d:start(), even after time spent outside the loop", function()
     local starts = {}
     local d = core.dispatcher{ spread = false }
@@ -337,10 +332,7 @@ describe("core dispatcher", function()
     assert.equals(0, d:stats().skipped)
   end)
 
-  -- BUG (c/task.c, task_check_current): a check that stops its own
-  -- dispatcher is cancelled while running (stop() counts it), but its next
-  -- wait raises "core.sleep: the task was cancelled": the check ends failed,
-  -- on_error is called and stats say failed=1, cancelled=0.
+  -- stop() counts a running check as cancelled; its next wait ends it so.
   it("a check that stops its own dispatcher ends cancelled, not failed", function()
     local errors, after = {}, false
     local d
