@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -39,6 +40,23 @@ void core_stdio_ensure(void) {
   }
 }
 
+extern char **environ;
+
+/* core.environ() -> { NAME = value, ... }: the process environment, which
+ * stock Lua can only probe name by name. */
+static int l_environ(lua_State *L) {
+  lua_newtable(L);
+  for (char **e = environ; e && *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (!eq || eq == *e)
+      continue;
+    lua_pushlstring(L, *e, (size_t)(eq - *e));
+    lua_pushstring(L, eq + 1);
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
 int luaopen_moonwatch_core(lua_State *L) {
   core_stdio_ensure();
   /* A peer closing a socket must not kill us; curl gets EPIPE instead. */
@@ -53,6 +71,8 @@ int luaopen_moonwatch_core(lua_State *L) {
   dispatch_register(L);
   signal_register(L);
   lua_log_register(L);
+  lua_pushcfunction(L, l_environ);
+  lua_setfield(L, -2, "environ");
   lua_pushliteral(L, MOONWATCH_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushinteger(L, (lua_Integer)nofile);

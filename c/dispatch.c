@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "loop.h"
 
 #define DISPATCHER_MT "moonwatch.dispatcher"
@@ -108,13 +109,6 @@ static slot *heap_pop(mw_dispatcher *d) {
     d->heap[i] = last;
   top->scheduled = 0;
   return top;
-}
-
-static uint32_t name_hash(const char *s, size_t len) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < len; i++)
-    h = (h ^ (uint8_t)s[i]) * 16777619u;
-  return h;
 }
 
 static void late_record(mw_dispatcher *d, double ms) {
@@ -385,7 +379,7 @@ static int l_add(lua_State *L) {
   s->interval_ms = (uint64_t)(interval * 1000.0 + 0.5);
   s->budget_ns = budget_ns;
   /* Spread first runs over the interval, the same way on every start. */
-  uint32_t h = name ? name_hash(name, name_len) : (uint32_t)s->index * 2654435761u;
+  uint32_t h = name ? hash_bytes(name, name_len) : (uint32_t)s->index * 2654435761u;
   s->offset_ms = h % s->interval_ms;
   lua_pushvalue(L, 2);
   s->monitor_ref = luaL_ref(L, LUA_REGISTRYINDEX);

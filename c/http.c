@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "http.h"
 
 typedef struct http_socket_s {
@@ -263,13 +264,6 @@ mw_http *http_get(mw_loop *loop, const char **error) {
   return http;
 }
 
-static uint32_t endpoint_hash(const char *s) {
-  uint32_t h = 2166136261u;
-  for (; *s; s++)
-    h = (h ^ (uint8_t)*s) * 16777619u;
-  return h;
-}
-
 /* curl sizes its connection cache to 4 x the transfers in flight, not to the
  * endpoints we keep warm (2,000 hosts opened a connection per request); a
  * cache far larger than the endpoints fills one host's bundle with idle
@@ -287,7 +281,7 @@ static void http_size_cache(mw_http *http) {
 http_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port) {
   char key[512];
   snprintf(key, sizeof key, "%s:%ld", host, port);
-  uint32_t b = endpoint_hash(key) % HTTP_ENDPOINT_BUCKETS;
+  uint32_t b = hash_string(key) % HTTP_ENDPOINT_BUCKETS;
   http_endpoint *e = http->endpoints[b];
   while (e && strcmp(e->key, key) != 0)
     e = e->next;

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "hash.h"
 #include "resolver.h"
 
 #define CACHE_BUCKETS 1024
@@ -59,13 +60,6 @@ struct mw_resolver {
   cache_entry *cache[CACHE_BUCKETS];
 };
 
-static uint32_t host_hash(const char *s) {
-  uint32_t h = 2166136261u;
-  for (; *s; s++)
-    h = (h ^ (uint8_t)*s) * 16777619u;
-  return h;
-}
-
 static void cache_clear(mw_resolver *r) {
   for (int i = 0; i < CACHE_BUCKETS; i++) {
     cache_entry *e = r->cache[i];
@@ -85,7 +79,7 @@ static void cache_put(mw_resolver *r, const char *host, const char *addrs, int t
     return;
   if (r->cache_count >= CACHE_MAX)
     cache_clear(r); /* bounded whatever names redirects lead to */
-  uint32_t b = host_hash(host) % CACHE_BUCKETS;
+  uint32_t b = hash_string(host) % CACHE_BUCKETS;
   uint64_t ttl_ms = (uint64_t)ttl_s * 1000;
   if (ttl_ms > CACHE_TTL_MAX_MS)
     ttl_ms = CACHE_TTL_MAX_MS;
@@ -120,7 +114,7 @@ const char *resolver_cached(mw_loop *loop, const char *host) {
   mw_resolver *r = loop->resolver;
   if (!r || !r->cache_enabled)
     return NULL;
-  uint32_t b = host_hash(host) % CACHE_BUCKETS;
+  uint32_t b = hash_string(host) % CACHE_BUCKETS;
   for (cache_entry **p = &r->cache[b]; *p; p = &(*p)->next) {
     cache_entry *e = *p;
     if (strcmp(e->host, host) != 0)

@@ -394,8 +394,10 @@ describe("Configuration", function()
         .. "assert(c:from_env('MWTEST'))\n"
         .. "io.write(c.log.level(), ' ', math.type(c.monitors.a.timeout()))\n"
       local path = settings_file(script)
-      local p = assert(io.popen("MWTEST_LOG__LEVEL=DEBUG MWTEST_MONITORS__A__TIMEOUT=3 lua5.4 "
-        .. path))
+      -- a child process with its own environment (core.environ reads it)
+      local bin = os.getenv("MOONWATCH_BIN") or "build/moonwatch"
+      local p = assert(io.popen("MWTEST_LOG__LEVEL=DEBUG MWTEST_MONITORS__A__TIMEOUT=3 " .. bin
+        .. " -l " .. path))
       local out = p:read("a")
       p:close()
       assert.equal("DEBUG integer", out)

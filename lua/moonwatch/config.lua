@@ -301,8 +301,7 @@ function ConfigMethods:from_env(prefix, environ)
   if environ ~= nil and type(environ) ~= "table" then
     error("from_env: environ must be a table, got " .. type(environ), 2)
   end
-  local root = rawget(self, STATE).root
-  return apply(self, sources.parse_env(prefix, environ, root.values))
+  return apply(self, sources.parse_env(prefix, environ))
 end
 
 --- Merge `key.path=value` strings ("true"/"false" and numerals converted).

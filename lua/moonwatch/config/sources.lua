@@ -1,6 +1,7 @@
 --- Where settings come from besides Lua tables: settings files, environment
 --- variables and `key.path=value` strings. Bad input is an expected failure
 --- (it comes from operators): these return `nil, message`.
+local core = require("moonwatch.core")
 local tables = require("moonwatch.config.tables")
 
 local M = {}
@@ -83,52 +84,21 @@ function M.parse_strings(list)
   return entries
 end
 
-local function environ_names()
-  local f = io.open("/proc/self/environ", "rb")
-  if not f then return nil end
-  local data = f:read("a")
-  f:close()
-  local names = {}
-  for entry in data:gmatch("([^%z]+)") do
-    local name = entry:match("^([^=]+)=")
-    if name then names[#names + 1] = name end
-  end
-  return names
-end
-
-local function leaf_names(tree, prefix, out)
-  for k, v in pairs(tree) do
-    if type(k) == "string" or math.type(k) == "integer" then
-      local name = prefix .. "__" .. tostring(k):upper()
-      if type(v) == "table" then leaf_names(v, name, out) else out[#out + 1] = name end
-    end
-  end
-  return out
-end
-
 --- Collect `PREFIX_LOG__LEVEL=value` variables as `log.level = value`:
 --- double underscores separate levels, keys are lowercased. `environ` (name
---- -> value) stands in for the process environment; without it the names
---- come from /proc/self/environ when readable, else from the paths of
---- `known` (the current settings) probed with os.getenv.
+--- -> value) stands in for the process environment (`core.environ()`).
 ---@param prefix string
 ---@param environ table<string, string>?
----@param known table
 ---@return {path: any[], value: any, source: string}[]|nil entries, string? message
-function M.parse_env(prefix, environ, known)
+function M.parse_env(prefix, environ)
   prefix = prefix:gsub("_+$", "") .. "_"
-  local getenv = os.getenv
+  environ = environ or core.environ()
   local names = {}
-  if environ then
-    for name in pairs(environ) do names[#names + 1] = name end
-    getenv = function(name) return environ[name] end
-  else
-    names = environ_names() or leaf_names(known, prefix:sub(1, -2), {})
-  end
+  for name in pairs(environ) do names[#names + 1] = name end
   table.sort(names)
   local entries = {}
   for _, name in ipairs(names) do
-    local value = getenv(name)
+    local value = environ[name]
     if value ~= nil and name:sub(1, #prefix) == prefix and #name > #prefix then
       local rest = name:sub(#prefix + 1):lower()
       local path = {}
