@@ -578,18 +578,17 @@ void request_transfer_done(mw_request *req, CURLcode result) {
     request_fail(req, "url", err);
     return;
   }
-  const char *kind = "url";
+  const char *kind = NULL;
+  err = request_check_redirect(req, &next, location, &kind, msg, sizeof msg);
+  if (err) {
+    free(next.host);
+    request_fail(req, kind, err);
+    return;
+  }
   char *next_url = strdup(location);
   if (!next_url) {
     free(next.host);
     request_fail(req, "error", "out of memory");
-    return;
-  }
-  err = request_check_redirect(req, &next, next_url, &kind, msg, sizeof msg);
-  if (err) {
-    free(next.host);
-    free(next_url);
-    request_fail(req, kind, err);
     return;
   }
   CURL *easy = req->xfer->easy;
@@ -612,7 +611,6 @@ void request_transfer_done(mw_request *req, CURLcode result) {
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers_public);
   curl_easy_setopt(easy, CURLOPT_URL, req->hop_url);
   req->xfer->dirty = 1; /* its url (and maybe method) are no longer ours */
-  kind = NULL;
   err = request_begin_hop(req, &kind);
   if (err)
     request_fail(req, kind, err);

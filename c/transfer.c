@@ -133,8 +133,7 @@ mw_transfer *transfer_acquire(mw_http *http, mw_request *req) {
   }
   t->req = req;
   t->max_body = req->max_body;
-  transfer_clear(t);
-  return t;
+  return t; /* cleared before each hop starts (transfer_clear) */
 }
 
 static void transfer_free(mw_transfer *t) {
