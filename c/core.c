@@ -1,4 +1,4 @@
-/* luaopen_moonwatch_core: the C core as a Lua module. */
+/* L5: luaopen_moonwatch_core, the C core as a Lua module. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -8,7 +8,14 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "dispatch.h"
+#include "log_lua.h"
 #include "loop.h"
+#include "request_lua.h"
+#include "resolver.h"
+#include "signals.h"
+#include "sleep.h"
+#include "task.h"
 
 #ifndef MOONWATCH_VERSION
 #define MOONWATCH_VERSION "dev"
@@ -65,12 +72,12 @@ int luaopen_moonwatch_core(lua_State *L) {
   lua_newtable(L);
   loop_register(L);
   task_register(L);
-  timer_register(L);
-  http_register(L);
+  sleep_register(L);
+  request_lua_register(L);
   resolver_register(L);
   dispatch_register(L);
-  signal_register(L);
-  lua_log_register(L);
+  signals_register(L);
+  log_lua_register(L);
   lua_pushcfunction(L, l_environ);
   lua_setfield(L, -2, "environ");
   lua_pushliteral(L, MOONWATCH_VERSION);

@@ -1,4 +1,4 @@
-/* The entry point of the moonwatch.core Lua module. */
+/* L5: the entry point of the moonwatch.core Lua module. */
 #ifndef MW_CORE_H
 #define MW_CORE_H
 
@@ -9,7 +9,5 @@ int luaopen_moonwatch_core(lua_State *L);
  * can take them: otherwise libuv's epoll fd becomes fd 1 and every record
  * goes into it. */
 void core_stdio_ensure(void);
-void lua_log_register(lua_State *L);
-void lua_log_flush_all(void);
 
 #endif

@@ -14,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dispatch.h"
 #include "hash.h"
-#include "loop.h"
+#include "task.h"
 
 #define DISPATCHER_MT "moonwatch.dispatcher"
 #define LATE_BUCKETS 2000 /* 0.05 ms each, up to 100 ms */

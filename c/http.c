@@ -1,7 +1,7 @@
-/* HTTP transport: libcurl's multi_socket interface driven by libuv.
+/* L3: the HTTP transport: libcurl's multi_socket interface driven by libuv.
  *
  * One multi handle per loop (so connections are shared and reused), one
- * uv_poll per curl socket attached with curl_multi_assign, one timer that
+ * registered fd per curl socket attached with curl_multi_assign, one timer that
  * follows CURLMOPT_TIMERFUNCTION. A poll is changed only when the events
  * curl wants change (each uv_poll_start is an epoll DEL and ADD), and a
  * connection back in curl's cache keeps its stopped poll until curl closes
@@ -15,44 +15,21 @@
 #include <unistd.h>
 
 #include "hash.h"
-#include "http.h"
+#include "http_private.h"
+#include "resolver.h"
 
-typedef struct http_socket_s {
-  uv_poll_t poll;
-  curl_socket_t fd;
-  int want;   /* what curl asked to watch */
-  int events; /* what the poll watches now (libuv stops it on errors) */
-  int idle;   /* curl does not watch it now: an idle cached connection */
+/* A curl socket, registered with the loop (owner: the mw_http). */
+typedef struct {
+  loop_fd w; /* first: the registry's pointer is the socket's */
+  int want;  /* what curl asked to watch */
+  int idle;  /* curl does not watch it now: an idle cached connection */
   mw_http *http;
 } http_socket;
 
-static void handle_free(uv_handle_t *handle) {
-  free(handle->data);
-}
+static const char http_key = 'H';
 
-static http_socket *socket_find(mw_http *http, curl_socket_t fd) {
-  return fd >= 0 && fd < http->by_fd_cap ? http->by_fd[fd] : NULL;
-}
-
-static int socket_index(mw_http *http, curl_socket_t fd, http_socket *sock) {
-  if (fd >= http->by_fd_cap) {
-    int cap = http->by_fd_cap ? http->by_fd_cap : 64;
-    while (cap <= fd)
-      cap *= 2;
-    http_socket **grown = realloc(http->by_fd, (size_t)cap * sizeof *grown);
-    if (!grown)
-      return 0;
-    memset(grown + http->by_fd_cap, 0, (size_t)(cap - http->by_fd_cap) * sizeof *grown);
-    http->by_fd = grown;
-    http->by_fd_cap = cap;
-  }
-  http->by_fd[fd] = sock;
-  return 1;
-}
-
-static void socket_close(mw_http *http, http_socket *sock) {
-  http->by_fd[sock->fd] = NULL;
-  uv_close((uv_handle_t *)&sock->poll, handle_free);
+static void socket_free(loop_fd *w) {
+  free(w);
 }
 
 static void timer_free(uv_handle_t *handle) {
@@ -61,21 +38,8 @@ static void timer_free(uv_handle_t *handle) {
 
 static void http_on_timeout(uv_timer_t *timer);
 static void http_size_cache(mw_http *http);
-static void http_on_poll(uv_poll_t *handle, int status, int events);
 
-/* Changes what the poll watches only when it differs: each uv_poll_start
- * removes and re-adds the fd in epoll, two syscalls. */
-static void socket_watch(http_socket *sock, int events) {
-  if (events == sock->events)
-    return;
-  sock->events = events;
-  if (events)
-    uv_poll_start(&sock->poll, events, http_on_poll);
-  else
-    uv_poll_stop(&sock->poll);
-}
-
-void http_drain(mw_http *http) {
+static void http_drain(mw_http *http) {
   CURLMsg *msg;
   int pending;
   while ((msg = curl_multi_info_read(http->multi, &pending))) {
@@ -87,17 +51,18 @@ void http_drain(mw_http *http) {
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
     curl_multi_remove_handle(http->multi, easy);
     http_count_transfer(http, -1);
-    request_transfer_done(t->req, result);
+    t->running = 0;
+    t->done(t, result, t->done_data);
   }
 }
 
-static void http_on_poll(uv_poll_t *handle, int status, int events) {
-  http_socket *sock = handle->data;
+static void http_on_poll(loop_fd *w, int status, int events) {
+  http_socket *sock = (http_socket *)w;
   mw_http *http = sock->http;
   if (sock->idle) {
     /* The server closed an idle connection (or sent what it should not):
      * stop watching; curl finds it dead when it next picks it. */
-    socket_watch(sock, 0);
+    loop_fd_watch(&sock->w, 0);
     return;
   }
   int flags = 0;
@@ -110,14 +75,13 @@ static void http_on_poll(uv_poll_t *handle, int status, int events) {
      * would only say "select/poll returned error"; letting curl read and
      * write gives it the real cause (ECONNRESET...). */
     flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
-    sock->events = 0;
   }
   int running;
-  curl_multi_socket_action(http->multi, sock->fd, flags, &running);
+  curl_multi_socket_action(http->multi, w->fd, flags, &running);
   /* Closing frees sock only in the close callback, so it is still readable
    * here; if curl still wants the socket, watch it again. */
-  if (status < 0 && !uv_is_closing((uv_handle_t *)handle) && !sock->idle)
-    socket_watch(sock, sock->want);
+  if (status < 0 && !uv_is_closing((uv_handle_t *)&w->poll) && !sock->idle)
+    loop_fd_watch(&sock->w, sock->want);
   http_drain(http);
 }
 
@@ -133,32 +97,29 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
       /* Left registered when it watches just reading: the next request on
        * this connection usually wants exactly that, so it costs no epoll
        * call. Any other mask is removed now, while the fd is still open. */
-      if (sock->events != UV_READABLE)
-        socket_watch(sock, 0);
-      uv_unref((uv_handle_t *)&sock->poll); /* idle: the loop may end */
+      if (sock->w.events != UV_READABLE)
+        loop_fd_watch(&sock->w, 0);
+      loop_fd_keep_alive(&sock->w, 0); /* idle: the loop may end */
     }
     return 0;
   }
   if (!sock)
-    sock = socket_find(http, fd);
+    sock = (http_socket *)loop_fd_find(http->loop, fd, http);
   if (!sock) {
     sock = malloc(sizeof *sock);
     if (!sock)
       return -1;
-    if (uv_poll_init_socket(&http->loop->uv, &sock->poll, fd) != 0 ||
-        !socket_index(http, fd, sock)) {
+    if (loop_fd_open(http->loop, &sock->w, fd, http, http_on_poll, socket_free) != 0) {
       free(sock);
       return -1;
     }
-    sock->fd = fd;
-    sock->want = sock->events = 0;
+    sock->want = 0;
     sock->http = http;
     sock->idle = 1; /* assigned to curl just below */
-    sock->poll.data = sock;
   }
   if (sock->idle) {
     sock->idle = 0;
-    uv_ref((uv_handle_t *)&sock->poll);
+    loop_fd_keep_alive(&sock->w, 1);
     curl_multi_assign(http->multi, fd, sock);
   }
   int events = 0;
@@ -167,7 +128,7 @@ static int http_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
   if (what & CURL_POLL_OUT)
     events |= UV_WRITABLE;
   sock->want = events;
-  socket_watch(sock, events);
+  loop_fd_watch(&sock->w, events);
   return 0;
 }
 
@@ -196,16 +157,6 @@ static void http_on_timeout(uv_timer_t *timer) {
   http_drain(http);
 }
 
-/* curl closes some sockets without the close callback (its own cache
- * handle does): a poll left for such an fd must go before a new socket
- * with the same number is watched. */
-void http_forget_fd(mw_loop *loop, int fd) {
-  mw_http *http = loop->http;
-  http_socket *stale = http ? socket_find(http, fd) : NULL;
-  if (stale)
-    socket_close(http, stale);
-}
-
 curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
   (void)purpose;
   mw_transfer *t = clientp;
@@ -214,7 +165,9 @@ curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose, struct cur
     t->socket_errno = errno; /* curl says only "couldn't connect" */
     return fd;
   }
-  http_forget_fd(t->http->loop, fd);
+  /* curl closes some sockets without the close callback (its own cache
+   * handle does): a registration left for this number is stale. */
+  loop_fd_forget(t->http->loop, fd);
   return fd;
 }
 
@@ -222,15 +175,21 @@ curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose, struct cur
  * request): its poll goes first, so epoll never watches a closed fd. */
 int http_on_closesocket(void *clientp, curl_socket_t fd) {
   mw_http *http = clientp;
-  http_socket *sock = socket_find(http, fd);
-  if (sock)
-    socket_close(http, sock);
+  loop_fd *w = loop_fd_find(http->loop, fd, http);
+  if (w)
+    loop_fd_close(w);
   return close(fd);
 }
 
+static void http_close(mw_loop *loop, void *data);
+
 mw_http *http_get(mw_loop *loop, const char **error) {
-  if (loop->http)
-    return loop->http;
+  mw_http *found = loop_ext(loop, &http_key);
+  if (found)
+    return found;
+  /* First what it uses, so that it closes before them. */
+  if (!resolver_get(loop, error))
+    return NULL;
   static int global_ready;
   if (!global_ready) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -259,9 +218,18 @@ mw_http *http_get(mw_loop *loop, const char **error) {
   curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, http);
   curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, http_on_timer);
   curl_multi_setopt(multi, CURLMOPT_TIMERDATA, http);
-  loop->http = http;
+  loop_set_ext(loop, &http_key, http);
+  loop_at_close(loop, &http->closer, http_close, http);
   http_size_cache(http);
   return http;
+}
+
+mw_loop *http_loop(const mw_http *http) {
+  return http->loop;
+}
+
+uint64_t http_new_id(mw_http *http) {
+  return ++http->next_id;
 }
 
 /* curl sizes its connection cache to 4 x the transfers in flight, not to the
@@ -331,19 +299,9 @@ void http_endpoint_unref(mw_http *http, http_endpoint *e) {
   http_size_cache(http);
 }
 
-void http_shutdown(mw_loop *loop) {
-  mw_http *http = loop->http;
-  if (!http)
-    return;
-  /* Remove every transfer first: cleaning a multi with transfers attached
-   * left a poll on a closed fd. */
-  while (http->inflight) {
-    mw_request *req = http->inflight;
-    if (req->task)
-      task_cancel(req->task);
-    if (http->inflight == req)
-      request_abort(req);
-  }
+static void http_close(mw_loop *loop, void *data) {
+  mw_http *http = data;
+  /* Users stopped their transfers in their own closers, which ran first. */
   transfer_pool_free(http);
   curl_multi_cleanup(http->multi);
   http->multi = NULL;
@@ -355,12 +313,9 @@ void http_shutdown(mw_loop *loop) {
     }
   }
   /* curl closes its cache with a handle of its own, without our close
-   * callback: the polls left are on fds curl has closed. */
-  for (int fd = 0; fd < http->by_fd_cap; fd++)
-    if (http->by_fd[fd])
-      socket_close(http, http->by_fd[fd]);
-  free(http->by_fd);
+   * callback: the fds left are ones curl has closed. */
+  loop_fd_close_all(loop, http);
   uv_close((uv_handle_t *)http->timer, timer_free);
+  loop_set_ext(loop, &http_key, NULL);
   free(http);
-  loop->http = NULL;
 }

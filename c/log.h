@@ -136,9 +136,4 @@ const char *logger_render(mw_logger *lg, double wall_time, int level, const char
 int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
                size_t msg_len);
 
-/* Lua binding (lua_log.c): with the module table on top of the stack, sets
- * core.logger and core.log_levels. Declared here so log.h stays Lua-free. */
-struct lua_State;
-void lua_log_register(struct lua_State *L);
-
 #endif

@@ -1,30 +1,170 @@
-/* The loop of a Lua state: creation, core.run, clocks and shutdown. */
+/* L1: the loop of a Lua state: creation, hooks, closers, the fd registry,
+ * clocks. */
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
-#include "core.h"
 #include "loop.h"
-#include "watchdog.h"
 
 static const char loop_key = 'L';
 
-static void handle_close_orphan(uv_handle_t *handle, void *arg) {
-  int *count = arg;
-  if (!uv_is_closing(handle)) {
-    /* Every subsystem closes its own handles; one left here is a bug, and
-     * closing it without its callback leaks its memory but keeps us alive. */
-    (*count)++;
-    uv_close(handle, NULL);
+void *loop_ext(const mw_loop *loop, const void *key) {
+  for (int i = 0; i < LOOP_EXT_MAX; i++)
+    if (loop->ext[i].key == key)
+      return loop->ext[i].value;
+  return NULL;
+}
+
+void loop_set_ext(mw_loop *loop, const void *key, void *value) {
+  int free_slot = -1;
+  for (int i = 0; i < LOOP_EXT_MAX; i++) {
+    if (loop->ext[i].key == key) {
+      loop->ext[i].value = value;
+      return;
+    }
+    if (!loop->ext[i].key && free_slot < 0)
+      free_slot = i;
   }
+  if (free_slot < 0) { /* a fixed set of modules: more is a bug */
+    fprintf(stderr, "moonwatch: more than %d modules keep state in the loop\n", LOOP_EXT_MAX);
+    abort();
+  }
+  loop->ext[free_slot].key = key;
+  loop->ext[free_slot].value = value;
+}
+
+/* Hooks and closers */
+
+void loop_hook_add(mw_loop *loop, loop_hook *hook, loop_hook_fn fn, void *data) {
+  hook->fn = fn;
+  hook->data = data;
+  list_push_back(&loop->hooks, &hook->link);
+}
+
+void loop_hook_remove(loop_hook *hook) {
+  list_remove(&hook->link);
+}
+
+void loop_hooks_run(mw_loop *loop) {
+  mw_list *node, *next;
+  list_each(node, next, &loop->hooks) {
+    loop_hook *hook = list_entry(node, loop_hook, link);
+    hook->fn(loop, hook->data);
+  }
+}
+
+void loop_at_close(mw_loop *loop, loop_hook *closer, loop_hook_fn fn, void *data) {
+  closer->fn = fn;
+  closer->data = data;
+  list_push_back(&loop->closers, &closer->link);
 }
 
 static void loop_on_prepare(uv_prepare_t *prepare) {
   mw_loop *loop = prepare->data;
   loop->turn++;
-  lua_log_flush_all();
+  loop_hooks_run(loop);
+}
+
+/* The fd registry */
+
+static void fd_on_poll(uv_poll_t *poll, int status, int events) {
+  loop_fd *w = poll->data;
+  if (status < 0)
+    w->events = 0; /* libuv stopped the poll */
+  w->on_events(w, status, events);
+}
+
+static void fd_on_closed(uv_handle_t *handle) {
+  loop_fd *w = handle->data;
+  w->on_close(w);
+}
+
+void loop_fd_close(loop_fd *w) {
+  mw_loop *loop = w->loop;
+  if (uv_is_closing((uv_handle_t *)&w->poll))
+    return;
+  if (w->fd < loop->fds_cap && loop->fds[w->fd] == w)
+    loop->fds[w->fd] = NULL;
+  uv_close((uv_handle_t *)&w->poll, fd_on_closed);
+}
+
+void loop_fd_forget(mw_loop *loop, int fd) {
+  if (fd >= 0 && fd < loop->fds_cap && loop->fds[fd])
+    loop_fd_close(loop->fds[fd]);
+}
+
+int loop_fd_open(mw_loop *loop, loop_fd *w, int fd, const void *owner, loop_fd_cb on_events,
+                 loop_fd_close_cb on_close) {
+  if (fd < 0)
+    return UV_EBADF;
+  if (fd >= loop->fds_cap) {
+    int cap = loop->fds_cap ? loop->fds_cap : 64;
+    while (cap <= fd)
+      cap *= 2;
+    loop_fd **grown = realloc(loop->fds, (size_t)cap * sizeof *grown);
+    if (!grown)
+      return UV_ENOMEM;
+    memset(grown + loop->fds_cap, 0, (size_t)(cap - loop->fds_cap) * sizeof *grown);
+    loop->fds = grown;
+    loop->fds_cap = cap;
+  }
+  if (loop->fds[fd])
+    return UV_EEXIST;
+  int rc = uv_poll_init(&loop->uv, &w->poll, fd);
+  if (rc != 0)
+    return rc;
+  w->poll.data = w;
+  w->loop = loop;
+  w->fd = fd;
+  w->events = 0;
+  w->owner = owner;
+  w->on_events = on_events;
+  w->on_close = on_close;
+  loop->fds[fd] = w;
+  return 0;
+}
+
+int loop_fd_watch(loop_fd *w, int events) {
+  if (events == w->events)
+    return 0;
+  w->events = events;
+  if (!events)
+    return uv_poll_stop(&w->poll);
+  return uv_poll_start(&w->poll, events, fd_on_poll);
+}
+
+void loop_fd_keep_alive(loop_fd *w, int keep) {
+  if (keep)
+    uv_ref((uv_handle_t *)&w->poll);
+  else
+    uv_unref((uv_handle_t *)&w->poll);
+}
+
+loop_fd *loop_fd_find(const mw_loop *loop, int fd, const void *owner) {
+  if (fd < 0 || fd >= loop->fds_cap || !loop->fds[fd] || loop->fds[fd]->owner != owner)
+    return NULL;
+  return loop->fds[fd];
+}
+
+void loop_fd_close_all(mw_loop *loop, const void *owner) {
+  for (int fd = 0; fd < loop->fds_cap; fd++)
+    if (loop->fds[fd] && loop->fds[fd]->owner == owner)
+      loop_fd_close(loop->fds[fd]);
+}
+
+/* Closing */
+
+static void handle_close_orphan(uv_handle_t *handle, void *arg) {
+  int *count = arg;
+  if (!uv_is_closing(handle)) {
+    /* Every module closes its own handles; one left here is a bug, and
+     * closing it without its callback leaks its memory but keeps us alive. */
+    (*count)++;
+    uv_close(handle, NULL);
+  }
 }
 
 static int loop_gc(lua_State *L) {
@@ -32,12 +172,17 @@ static int loop_gc(lua_State *L) {
   if (loop->closed)
     return 0;
   loop->L = L;
-  http_shutdown(loop);
-  resolver_shutdown(loop);
-  signal_shutdown(loop);
+  mw_list *last;
+  while ((last = list_empty(&loop->closers) ? NULL : loop->closers.prev)) {
+    list_remove(last);
+    loop_hook *closer = list_entry(last, loop_hook, link);
+    closer->fn(loop, closer->data);
+  }
+  for (int fd = 0; fd < loop->fds_cap; fd++)
+    if (loop->fds[fd])
+      loop_fd_close(loop->fds[fd]);
   loop->closed = 1;
-  uv_close((uv_handle_t *)&loop->ready_idle, NULL);
-  uv_close((uv_handle_t *)&loop->flush_prepare, NULL);
+  uv_close((uv_handle_t *)&loop->prepare, NULL);
   uv_run(&loop->uv, UV_RUN_DEFAULT);
   int orphans = 0;
   uv_walk(&loop->uv, handle_close_orphan, &orphans);
@@ -46,6 +191,9 @@ static int loop_gc(lua_State *L) {
     fprintf(stderr, "moonwatch: %d uv handle(s) were still open at exit\n", orphans);
   if (uv_loop_close(&loop->uv) != 0)
     fprintf(stderr, "moonwatch: the event loop could not be closed\n");
+  free(loop->fds);
+  loop->fds = NULL;
+  loop->fds_cap = 0;
   return 0;
 }
 
@@ -72,82 +220,36 @@ mw_loop *loop_get(lua_State *L) {
   loop->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   loop->uv.data = loop;
-  lua_newtable(L);
-  loop->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  task_queue_init(loop);
-  loop->cpu_budget_ns = 1000000000u;
-  watchdog_init(); /* without it (no thread), budgets are not enforced */
-  uv_prepare_init(&loop->uv, &loop->flush_prepare);
-  loop->flush_prepare.data = loop;
-  uv_prepare_start(&loop->flush_prepare, loop_on_prepare);
-  uv_unref((uv_handle_t *)&loop->flush_prepare); /* never keeps the loop alive */
+  list_init(&loop->hooks);
+  list_init(&loop->closers);
+  uv_prepare_init(&loop->uv, &loop->prepare);
+  loop->prepare.data = loop;
+  uv_prepare_start(&loop->prepare, loop_on_prepare);
+  uv_unref((uv_handle_t *)&loop->prepare); /* never keeps the loop alive */
   return loop;
 }
 
-static mw_loop *loop_check_open(lua_State *L) {
+mw_loop *loop_check_open(lua_State *L) {
   mw_loop *loop = loop_get(L);
   if (loop->closed)
     luaL_error(L, "moonwatch: the event loop is closed");
   return loop;
 }
 
-/* Raises the error a failed task ended with: the original object when it is
- * not a string (busted's assertion errors), else message and traceback. */
-static int run_raise(lua_State *L, int nres) {
-  int base = lua_gettop(L) - nres; /* false, traceback, error */
-  if (lua_type(L, base + 3) == LUA_TSTRING || lua_isnoneornil(L, base + 3))
-    lua_pushvalue(L, base + 2);
-  else
-    lua_pushvalue(L, base + 3);
-  return lua_error(L);
+static void handle_count_active(uv_handle_t *handle, void *arg) {
+  int *count = arg;
+  if (uv_is_active(handle) && uv_has_ref(handle) && !uv_is_closing(handle))
+    (*count)++;
 }
 
-/* core.run() runs until nothing is left to do; core.run(fn, ...) spawns fn
- * as a task and runs until it ends; core.run(task) waits for that task. The
- * task's results are returned, its error raised. */
-static int l_run(lua_State *L) {
-  mw_loop *loop = loop_check_open(L);
-  if (loop->running)
-    return luaL_error(L, "core.run: the loop is already running (core.run cannot be "
-                         "called from a task or a callback)");
-  mw_task *target = NULL;
-  if (lua_isfunction(L, 1)) {
-    target = task_spawn(L, lua_gettop(L) - 1, 0);
-  } else if (!lua_isnoneornil(L, 1)) {
-    target = luaL_checkudata(L, 1, "moonwatch.task");
-    lua_settop(L, 1);
-  }
-  int target_idx = lua_gettop(L);
-  lua_State *outer = loop->L;
-  loop->L = L;
-  loop->running = 1;
-  int deadlock = 0;
-  if (!target) {
-    uv_run(&loop->uv, UV_RUN_DEFAULT);
-  } else {
-    while (!task_is_final(target)) {
-      if (uv_run(&loop->uv, UV_RUN_ONCE) == 0 && !task_is_final(target) && !loop->ready_head) {
-        deadlock = 1;
-        break;
-      }
-    }
-  }
-  loop->running = 0;
-  loop->L = outer;
-  lua_log_flush_all(); /* what the run logged is out when it returns */
-  if (!target)
-    return 0;
-  if (deadlock) {
-    task_cancel(target);
-    return luaL_error(L, "core.run: the task waits for something that nothing will "
-                         "ever deliver (no timer, transfer or signal is pending)");
-  }
-  lua_settop(L, target_idx);
-  int nres = task_push_result(L, target);
-  if (!lua_toboolean(L, target_idx + 1))
-    return run_raise(L, nres);
-  return nres - 1;
+int loop_count_handles(mw_loop *loop) {
+  int handles = 0;
+  if (!loop->closed)
+    uv_walk(&loop->uv, handle_count_active, &handles);
+  return handles;
 }
+
+/* Clocks */
 
 /* core.now() -> monotonic seconds, sub-microsecond resolution */
 static int l_now(lua_State *L) {
@@ -177,30 +279,9 @@ static int l_rusage(lua_State *L) {
   return 1;
 }
 
-static void handle_count_active(uv_handle_t *handle, void *arg) {
-  int *count = arg;
-  if (uv_is_active(handle) && uv_has_ref(handle) && !uv_is_closing(handle))
-    (*count)++;
-}
-
-/* core.stats() -> { tasks = alive tasks, handles = active uv handles that
- * keep the loop running }. Specs assert both are 0 after each test. */
-static int l_stats(lua_State *L) {
-  mw_loop *loop = loop_get(L);
-  int handles = 0;
-  if (!loop->closed)
-    uv_walk(&loop->uv, handle_count_active, &handles);
-  lua_createtable(L, 0, 2);
-  lua_pushinteger(L, loop->tasks_alive);
-  lua_setfield(L, -2, "tasks");
-  lua_pushinteger(L, handles);
-  lua_setfield(L, -2, "handles");
-  return 1;
-}
-
 void loop_register(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"run", l_run},     {"now", l_now},       {"time", l_time},
-                                   {"stats", l_stats}, {"rusage", l_rusage}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"now", l_now}, {"time", l_time}, {"rusage", l_rusage}, {NULL, NULL}};
   loop_get(L);
   luaL_setfuncs(L, funcs, 0);
 }

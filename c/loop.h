@@ -1,8 +1,13 @@
-/* The per-Lua-state event loop and the task (coroutine) scheduler.
+/* L1: the event loop of a Lua state.
  *
  * One mw_loop lives in the registry of each Lua state that loads
- * moonwatch.core. Every uv handle the core opens belongs to its uv loop, and
- * the loop's finaliser closes them all, so lua_close() leaves nothing behind.
+ * moonwatch.core. The loop never names its clients: they register
+ * callbacks. Per turn, before it waits for I/O, it runs the hooks added with
+ * loop_hook_add (Redis's before-sleep procedure). When the state closes it
+ * runs the closers added with loop_at_close, the last added first, so a
+ * module that registers after the modules it uses closes before them; then
+ * it closes whatever handle is left (luv's loop_gc). Every fd watched for
+ * readiness goes through the fd registry below, which knows its one owner.
  */
 #ifndef MW_LOOP_H
 #define MW_LOOP_H
@@ -11,115 +16,98 @@
 #include <stdint.h>
 #include <uv.h>
 
-typedef struct mw_task mw_task;
-typedef struct mw_http mw_http;
-typedef struct mw_resolver mw_resolver;
-typedef struct mw_signals mw_signals;
+#include "list.h"
 
-/* A task's budget_ns for "no limit" (0 means the loop's default). */
-#define TASK_NO_BUDGET UINT64_MAX
+typedef struct mw_loop mw_loop;
 
-typedef enum {
-  TASK_READY,     /* queued, will be resumed by the loop */
-  TASK_RUNNING,   /* executing Lua right now */
-  TASK_WAITING,   /* suspended in a core call (sleep, request, ...) */
-  TASK_DONE,      /* returned */
-  TASK_FAILED,    /* raised an error */
-  TASK_CANCELLED, /* stopped from outside */
-} mw_task_state;
+typedef void (*loop_hook_fn)(mw_loop *loop, void *data);
 
-/* What a waiting task is blocked on; cancel must release it without resuming
- * the task. */
-typedef void (*mw_wait_cancel_fn)(void *data);
-typedef void (*mw_task_done_fn)(mw_task *task, void *data);
+/* A hook or a closer; embedded in its owner, which keeps it alive while it is
+ * registered. */
+typedef struct {
+  mw_list link;
+  loop_hook_fn fn;
+  void *data;
+} loop_hook;
 
-struct mw_task {
-  struct mw_loop *loop;
-  lua_State *co;
-  int self_ref; /* registry ref anchoring the userdata (and its thread) */
-  int nresults;
-  mw_task_state state;
-  int cancel_requested;
-  int pooled;         /* a dispatcher check: its thread is reused once it ends */
-  int exposed;        /* Lua got hold of it (core.current): never reused */
-  int nargs;          /* values waiting on co's stack for the next resume */
-  uint64_t budget_ns; /* CPU budget of one resume; 0: the loop's */
-  mw_task *ready_prev, *ready_next;
-  mw_task *alive_prev, *alive_next;
-  mw_wait_cancel_fn wait_cancel;
-  void *wait_data;
-  mw_task_done_fn on_done;
-  void *on_done_data;
+/* A watched fd, embedded in its owner's socket state. Its uv_poll is the only
+ * handle libuv has for the fd; it is freed only in on_close. */
+typedef struct loop_fd loop_fd;
+typedef void (*loop_fd_cb)(loop_fd *w, int status, int events);
+typedef void (*loop_fd_close_cb)(loop_fd *w);
+
+struct loop_fd {
+  uv_poll_t poll;
+  mw_loop *loop;
+  int fd;
+  int events;        /* what it watches now (0: stopped) */
+  const void *owner; /* who opened it; lookups by anyone else miss */
+  loop_fd_cb on_events;
+  loop_fd_close_cb on_close;
 };
 
-typedef struct mw_loop {
+#define LOOP_EXT_MAX 8
+
+struct mw_loop {
   uv_loop_t uv;
-  lua_State *L; /* main thread: a stack to work on in callbacks */
-  uv_idle_t ready_idle;
-  uv_prepare_t flush_prepare; /* flushes batched log records each turn */
-  uint64_t turn;              /* counts loop turns */
-  mw_task *ready_head, *ready_tail;
-  mw_task *current;
-  mw_task *alive; /* every task not yet ended */
-  int pool_ref;   /* ended check tasks kept for reuse (a Lua table) */
-  int pool_n;
-  int tasks_alive;
-  int running; /* inside core.run */
-  int closed;
-  uint64_t cpu_budget_ns; /* default CPU budget of a task's resume; 0: none */
-  mw_http *http;
-  mw_resolver *resolver;
-  mw_signals *signals;
-} mw_loop;
+  lua_State *L;  /* a stack for callbacks: the main thread, or core.run's */
+  uint64_t turn; /* counts loop turns */
+  int closed;    /* the state is closing: every handle is gone */
+  /* the rest is the loop's own */
+  uv_prepare_t prepare;
+  mw_list hooks, closers;
+  loop_fd **fds;
+  int fds_cap;
+  struct {
+    const void *key;
+    void *value;
+  } ext[LOOP_EXT_MAX];
+};
 
 /* Returns the loop of L's state, creating it on first use. */
 mw_loop *loop_get(lua_State *L);
+/* Raises "moonwatch: the event loop is closed" once it is. */
+mw_loop *loop_check_open(lua_State *L);
 
-/* Starts a task running the function below nargs arguments on L's stack
- * (both popped). The task starts on the next loop turn, or at once when
- * start_now is set (only from a loop callback). Returns the task, whose
- * userdata is left on L's stack. */
-mw_task *task_spawn(lua_State *L, int nargs, int start_now);
-/* Creates a task like task_spawn without starting it, so that the caller can
- * set on_done first; task_start then runs it at once (from the loop only). */
-mw_task *task_new(lua_State *L, int nargs);
-void task_start(mw_task *task);
-/* Like task_new, for tasks nobody holds (dispatcher checks): reuses the
- * thread of one that ended, which saves a coroutine's allocation and
- * collection per check. */
-mw_task *task_new_pooled(lua_State *L, int nargs);
-/* Resumes a waiting task with nargs values already pushed onto task->co. */
-void task_resume(mw_task *task, int nargs);
-/* Aborts what the task waits on and ends it as cancelled. */
-int task_cancel(mw_task *task);
-/* Returns the task that L runs in, or raises "<what> must be called from a
- * task". */
-mw_task *task_check_current(lua_State *L, const char *what);
-/* Marks the current task as waiting on something that cancel releases. The
- * caller then returns lua_yield(L, 0). */
-void task_wait(mw_task *task, mw_wait_cancel_fn cancel, void *data);
-int task_is_final(const mw_task *task);
-/* Reads a CPU budget in seconds at idx (0: none); raises naming what. */
-uint64_t task_check_budget(lua_State *L, int idx, const char *what);
-/* Pushes true, results... | false, traceback, error | false, "cancelled". */
-int task_push_result(lua_State *L, mw_task *task);
-void task_queue_init(mw_loop *loop);
+/* A module's per-loop state, found by a key of its own (the address of a
+ * static). loop_ext returns NULL until loop_set_ext. */
+void *loop_ext(const mw_loop *loop, const void *key);
+void loop_set_ext(mw_loop *loop, const void *key, void *value);
 
+/* fn(loop, data) runs once per loop turn before the loop waits for I/O, and
+ * from loop_hooks_run; removing a hook from inside a hook is allowed. */
+void loop_hook_add(mw_loop *loop, loop_hook *hook, loop_hook_fn fn, void *data);
+void loop_hook_remove(loop_hook *hook);
+void loop_hooks_run(mw_loop *loop);
+/* fn(loop, data) runs when the loop closes, in reverse order of
+ * registration. A closer frees what it owns; removing it first (with
+ * loop_hook_remove) cancels it. */
+void loop_at_close(mw_loop *loop, loop_hook *closer, loop_hook_fn fn, void *data);
+
+/* Starts watching fd for its owner: w is embedded in the owner's state and
+ * on_close frees that. Returns 0, UV_EEXIST when fd is registered already
+ * (by anyone), or another libuv error. */
+int loop_fd_open(mw_loop *loop, loop_fd *w, int fd, const void *owner, loop_fd_cb on_events,
+                 loop_fd_close_cb on_close);
+/* Watches events (UV_READABLE | UV_WRITABLE; 0 stops), touching epoll only
+ * when they change. */
+int loop_fd_watch(loop_fd *w, int events);
+/* Whether the fd keeps the loop running (it does from loop_fd_open). */
+void loop_fd_keep_alive(loop_fd *w, int keep);
+/* The registration of fd by owner, or NULL. */
+loop_fd *loop_fd_find(const mw_loop *loop, int fd, const void *owner);
+/* fd is a socket its caller just opened: a registration left for its number
+ * is stale (its socket was closed without loop_fd_close; the kernel reuses
+ * a number only once it is free), and is closed now. */
+void loop_fd_forget(mw_loop *loop, int fd);
+/* Stops watching; on_close runs from the loop. Call it before closing fd. */
+void loop_fd_close(loop_fd *w);
+/* Closes every fd owner has registered (at its shutdown). */
+void loop_fd_close_all(mw_loop *loop, const void *owner);
+
+/* uv handles that are active and keep the loop running. */
+int loop_count_handles(mw_loop *loop);
+/* Registers core.now, core.time and core.rusage in the table on top. */
 void loop_register(lua_State *L);
-void task_register(lua_State *L);
-void timer_register(lua_State *L);
-void http_register(lua_State *L);
-void resolver_register(lua_State *L);
-void dispatch_register(lua_State *L);
-void signal_register(lua_State *L);
-
-/* Drops the transport's poll for fd, if any: the fd was closed behind its
- * back and is about to be watched for something else. */
-void http_forget_fd(mw_loop *loop, int fd);
-
-/* Shutdown hooks called from the loop finaliser, in this order. */
-void http_shutdown(mw_loop *loop);
-void resolver_shutdown(mw_loop *loop);
-void signal_shutdown(mw_loop *loop);
 
 #endif

@@ -1,5 +1,5 @@
-/* c-ares on libuv: one channel per loop, one uv_poll per c-ares socket, one
- * timer for c-ares's timeouts, and a small TTL cache of answers.
+/* L3: c-ares on libuv: one channel per loop, one registered fd per c-ares
+ * socket, one timer for c-ares's timeouts, and a small TTL cache of answers.
  *
  * Debian's libcurl resolves on a thread per lookup and joins it on the loop
  * thread when a transfer is cancelled; resolving here and handing curl the
@@ -14,30 +14,20 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "hash.h"
+#include "dns_cache.h"
 #include "resolver.h"
 
-#define CACHE_BUCKETS 1024
-#define CACHE_MAX 4096
-#define CACHE_TTL_MAX_MS 300000
 #define ADDRS_MAX 8
 
-typedef struct cache_entry {
-  struct cache_entry *next;
-  uint64_t expires_ms;
-  char *addrs;
-  char host[];
-} cache_entry;
-
-typedef struct dns_poll {
-  uv_poll_t poll;
-  ares_socket_t fd;
-  struct dns_poll *next;
+/* A c-ares socket, watched through the loop's fd registry. */
+typedef struct {
+  loop_fd w;
+  mw_resolver *r;
 } dns_poll;
 
 struct mw_dns_query {
   mw_resolver *resolver;
-  mw_resolve_cb cb; /* NULL once cancelled */
+  resolver_cb cb; /* NULL once cancelled */
   void *data;
   int starting; /* inside resolver_start: answers are handed back there */
   int sync_done;
@@ -50,92 +40,26 @@ struct mw_resolver {
   ares_channel channel;
   int channel_ok;
   uv_timer_t *timer;
-  dns_poll *polls;
   int live_queries; /* started and not cancelled */
   char *servers;    /* csv for ares_set_servers_ports_csv, or NULL */
   int timeout_ms, tries;
-  int cache_enabled;
-  int cache_count;
   char error[256]; /* the reason of the last lookup that failed at once */
-  cache_entry *cache[CACHE_BUCKETS];
+  loop_hook closer;
+  mw_dns_cache cache;
 };
 
-static void cache_clear(mw_resolver *r) {
-  for (int i = 0; i < CACHE_BUCKETS; i++) {
-    cache_entry *e = r->cache[i];
-    while (e) {
-      cache_entry *next = e->next;
-      free(e->addrs);
-      free(e);
-      e = next;
-    }
-    r->cache[i] = NULL;
-  }
-  r->cache_count = 0;
-}
+static const char resolver_key = 'R';
 
-static void cache_put(mw_resolver *r, const char *host, const char *addrs, int ttl_s) {
-  if (!r->cache_enabled || ttl_s <= 0)
-    return;
-  if (r->cache_count >= CACHE_MAX)
-    cache_clear(r); /* bounded whatever names redirects lead to */
-  uint32_t b = hash_string(host) % CACHE_BUCKETS;
-  uint64_t ttl_ms = (uint64_t)ttl_s * 1000;
-  if (ttl_ms > CACHE_TTL_MAX_MS)
-    ttl_ms = CACHE_TTL_MAX_MS;
-  for (cache_entry *e = r->cache[b]; e; e = e->next) {
-    if (strcmp(e->host, host) == 0) {
-      char *copy = strdup(addrs);
-      if (!copy)
-        return;
-      free(e->addrs);
-      e->addrs = copy;
-      e->expires_ms = uv_now(&r->loop->uv) + ttl_ms;
-      return;
-    }
-  }
-  size_t len = strlen(host);
-  cache_entry *e = malloc(sizeof *e + len + 1);
-  if (!e)
-    return;
-  e->addrs = strdup(addrs);
-  if (!e->addrs) {
-    free(e);
-    return;
-  }
-  memcpy(e->host, host, len + 1);
-  e->expires_ms = uv_now(&r->loop->uv) + ttl_ms;
-  e->next = r->cache[b];
-  r->cache[b] = e;
-  r->cache_count++;
-}
-
-const char *resolver_cached(mw_loop *loop, const char *host) {
-  mw_resolver *r = loop->resolver;
-  if (!r || !r->cache_enabled)
-    return NULL;
-  uint32_t b = hash_string(host) % CACHE_BUCKETS;
-  for (cache_entry **p = &r->cache[b]; *p; p = &(*p)->next) {
-    cache_entry *e = *p;
-    if (strcmp(e->host, host) != 0)
-      continue;
-    if (e->expires_ms > uv_now(&loop->uv))
-      return e->addrs;
-    *p = e->next;
-    free(e->addrs);
-    free(e);
-    r->cache_count--;
-    return NULL;
-  }
-  return NULL;
+const char *resolver_cached(mw_resolver *r, const char *host) {
+  return dns_cache_get(&r->cache, host, uv_now(&r->loop->uv));
 }
 
 static void timer_free(uv_handle_t *handle) {
   free(handle);
 }
 
-static void poll_free(uv_handle_t *handle) {
-  free(handle->data);
+static void poll_free(loop_fd *w) {
+  free(w); /* the first member of its dns_poll */
 }
 
 /* Cancelled queries still run inside c-ares until they time out; they must
@@ -164,12 +88,9 @@ static void resolver_on_timer(uv_timer_t *timer) {
     resolver_rearm(r);
 }
 
-static void resolver_on_poll(uv_poll_t *handle, int status, int events) {
-  dns_poll *p = handle->data;
-  mw_resolver *r = handle->loop->data ? ((mw_loop *)handle->loop->data)->resolver : NULL;
-  if (!r)
-    return;
-  ares_socket_t fd = p->fd;
+static void resolver_on_poll(loop_fd *w, int status, int events) {
+  mw_resolver *r = ((dns_poll *)w)->r;
+  ares_socket_t fd = w->fd;
   int readable = status < 0 || (events & UV_READABLE);
   int writable = status < 0 || (events & UV_WRITABLE);
   ares_process_fd(r->channel, readable ? fd : ARES_SOCKET_BAD, writable ? fd : ARES_SOCKET_BAD);
@@ -179,40 +100,28 @@ static void resolver_on_poll(uv_poll_t *handle, int status, int events) {
 
 static void resolver_on_sock_state(void *data, ares_socket_t fd, int readable, int writable) {
   mw_resolver *r = data;
-  dns_poll **pp = &r->polls;
-  while (*pp && (*pp)->fd != fd)
-    pp = &(*pp)->next;
-  dns_poll *p = *pp;
+  loop_fd *w = loop_fd_find(r->loop, fd, r);
   if (!readable && !writable) {
-    if (p) {
-      *pp = p->next;
-      uv_close((uv_handle_t *)&p->poll, poll_free);
-    }
+    if (w)
+      loop_fd_close(w);
     return;
   }
-  if (!p) {
-    p = calloc(1, sizeof *p);
+  if (!w) {
+    dns_poll *p = calloc(1, sizeof *p);
     if (!p)
       return;
-    int rc = uv_poll_init_socket(&r->loop->uv, &p->poll, fd);
-    if (rc == UV_EEXIST) {
-      http_forget_fd(r->loop, fd); /* a stale poll of a socket curl closed */
-      rc = uv_poll_init_socket(&r->loop->uv, &p->poll, fd);
-    }
-    if (rc != 0) {
+    p->r = r;
+    loop_fd_forget(r->loop, fd); /* c-ares has just opened it */
+    if (loop_fd_open(r->loop, &p->w, fd, r, resolver_on_poll, poll_free) != 0) {
       free(p);
       return;
     }
-    p->fd = fd;
-    p->poll.data = p;
-    p->next = r->polls;
-    r->polls = p;
+    w = &p->w;
     /* An idle c-ares socket must not keep the loop running; the timer and
      * the waiting request do that. */
-    uv_unref((uv_handle_t *)&p->poll);
+    loop_fd_keep_alive(w, 0);
   }
-  uv_poll_start(&p->poll, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0),
-                resolver_on_poll);
+  loop_fd_watch(w, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0));
 }
 
 static int resolver_open_channel(mw_resolver *r, const char **error) {
@@ -240,9 +149,12 @@ static int resolver_open_channel(mw_resolver *r, const char **error) {
   return 1;
 }
 
-static mw_resolver *resolver_get(mw_loop *loop, const char **error) {
-  if (loop->resolver)
-    return loop->resolver;
+static void resolver_close(mw_loop *loop, void *data);
+
+mw_resolver *resolver_get(mw_loop *loop, const char **error) {
+  mw_resolver *found = loop_ext(loop, &resolver_key);
+  if (found)
+    return found;
   static int library_ready;
   if (!library_ready) {
     int rc = ares_library_init(ARES_LIB_INIT_ALL);
@@ -260,7 +172,7 @@ static mw_resolver *resolver_get(mw_loop *loop, const char **error) {
   r->loop = loop;
   r->timeout_ms = 2000;
   r->tries = 2;
-  r->cache_enabled = 1;
+  r->cache.enabled = 1;
   r->timer = malloc(sizeof *r->timer);
   if (!r->timer) {
     free(r);
@@ -269,7 +181,8 @@ static mw_resolver *resolver_get(mw_loop *loop, const char **error) {
   }
   uv_timer_init(&loop->uv, r->timer);
   r->timer->data = r;
-  loop->resolver = r;
+  loop_set_ext(loop, &resolver_key, r);
+  loop_at_close(loop, &r->closer, resolver_close, r);
   return r;
 }
 
@@ -295,7 +208,7 @@ static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo
     r->live_queries--;
   char addrs[ADDRS_MAX * (INET6_ADDRSTRLEN + 3)];
   size_t len = 0;
-  int ttl = CACHE_TTL_MAX_MS / 1000;
+  int ttl = DNS_CACHE_TTL_MAX_MS / 1000;
   if (status == ARES_SUCCESS && res) {
     /* IPv4 first: curl tries the first family first and falls back to the
      * other after its happy-eyeballs delay. */
@@ -322,7 +235,7 @@ static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo
       q->sync_addrs = strdup(addrs);
   }
   if (status == ARES_SUCCESS && len > 0)
-    cache_put(r, q->host, addrs, ttl);
+    dns_cache_put(&r->cache, q->host, addrs, ttl, uv_now(&r->loop->uv));
   else
     snprintf(r->error, sizeof r->error, "could not resolve host '%s': %s", q->host,
              status == ARES_SUCCESS     ? "no address"
@@ -345,12 +258,9 @@ static int name_is_under(const char *host, const char *name) {
          (len > n && host[len - n - 1] == '.' && strncasecmp(host + len - n, name, n) == 0);
 }
 
-mw_dns_query *resolver_start(mw_loop *loop, const char *host, mw_resolve_cb cb, void *data,
+mw_dns_query *resolver_start(mw_resolver *r, const char *host, resolver_cb cb, void *data,
                              char **addrs, const char **error) {
   *addrs = NULL;
-  mw_resolver *r = resolver_get(loop, error);
-  if (!r)
-    return NULL;
   /* RFC 6761: .invalid never resolves and localhost is the loopback, with
    * or without a hosts file, so neither sends a query. */
   if (name_is_under(host, "invalid")) {
@@ -403,24 +313,18 @@ void resolver_cancel(mw_dns_query *query) {
   }
 }
 
-void resolver_shutdown(mw_loop *loop) {
-  mw_resolver *r = loop->resolver;
-  if (!r)
-    return;
+static void resolver_close(mw_loop *loop, void *data) {
+  mw_resolver *r = data;
   if (r->channel_ok) {
     r->channel_ok = 0;
     ares_destroy(r->channel); /* runs pending callbacks with ARES_EDESTRUCTION */
   }
-  while (r->polls) {
-    dns_poll *p = r->polls;
-    r->polls = p->next;
-    uv_close((uv_handle_t *)&p->poll, poll_free);
-  }
+  loop_fd_close_all(loop, r);
   uv_close((uv_handle_t *)r->timer, timer_free);
-  cache_clear(r);
+  dns_cache_clear(&r->cache);
   free(r->servers);
   free(r);
-  loop->resolver = NULL;
+  loop_set_ext(loop, &resolver_key, NULL);
 }
 
 /* core.dns_configure{ servers = {"127.0.0.1:53", ...}, timeout = 2, tries = 2,
@@ -470,7 +374,7 @@ static int l_dns_configure(lua_State *L) {
   }
   lua_pop(L, 1);
   if (lua_getfield(L, 1, "cache") != LUA_TNIL)
-    r->cache_enabled = lua_toboolean(L, -1);
+    r->cache.enabled = lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (have_servers) {
     char *servers = strdup(lua_tostring(L, -1));
@@ -483,7 +387,7 @@ static int l_dns_configure(lua_State *L) {
     r->timeout_ms = (int)(timeout * 1000);
   if (tries > 0)
     r->tries = (int)tries;
-  cache_clear(r);
+  dns_cache_clear(&r->cache);
   if (r->channel_ok) {
     r->channel_ok = 0;
     ares_destroy(r->channel);

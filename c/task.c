@@ -1,19 +1,66 @@
-/* Tasks: Lua coroutines resumed only by the loop.
+/* L2: tasks, Lua coroutines resumed only by the loop, and core.run.
  *
  * A task's userdata holds its thread in a user value and is anchored in the
  * registry from spawn until it ends, so a waiting coroutine is never
- * collected. The running task is loop->current; a waiting core call checks
- * that it runs on that task's own thread, which rejects the main thread and
- * coroutines nested inside a task without any per-thread bookkeeping.
+ * collected. The running task is the scheduler's current; a waiting core
+ * call checks that it runs on that task's own thread, which rejects the main
+ * thread and coroutines nested inside a task without any per-thread
+ * bookkeeping.
  */
 #include <lauxlib.h>
 #include <string.h>
 
-#include "loop.h"
+#include "task.h"
 #include "watchdog.h"
 
 #define TASK_MT "moonwatch.task"
 #define TASK_POOL_MAX 256
+
+/* The tasks of one loop. A userdata without __gc (so its memory outlives
+ * every finaliser at lua_close), anchored in the registry. */
+typedef struct mw_sched {
+  mw_loop *loop;
+  uv_idle_t ready_idle;
+  mw_list ready; /* tasks to resume, in order */
+  mw_list alive; /* every task not yet ended */
+  mw_task *current;
+  int pool_ref; /* ended check tasks kept for reuse (a Lua table) */
+  int pool_n;
+  int tasks_alive;
+  int running;            /* inside core.run */
+  uint64_t cpu_budget_ns; /* default CPU budget of a task's resume; 0: none */
+  loop_hook closer;
+} mw_sched;
+
+static const char sched_key = 'S';
+
+static void sched_close(mw_loop *loop, void *data) {
+  (void)loop;
+  mw_sched *s = data;
+  uv_close((uv_handle_t *)&s->ready_idle, NULL);
+}
+
+static mw_sched *sched_get(lua_State *L) {
+  mw_loop *loop = loop_get(L);
+  mw_sched *s = loop_ext(loop, &sched_key);
+  if (s)
+    return s;
+  s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_key);
+  s->loop = loop;
+  list_init(&s->ready);
+  list_init(&s->alive);
+  lua_newtable(L);
+  s->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s->cpu_budget_ns = 1000000000u;
+  watchdog_init(); /* without it (no thread), budgets are not enforced */
+  uv_idle_init(&loop->uv, &s->ready_idle);
+  s->ready_idle.data = s;
+  loop_set_ext(loop, &sched_key, s);
+  loop_at_close(loop, &s->closer, sched_close, s);
+  return s;
+}
 
 static const char *const state_names[] = {"ready", "running", "waiting",
                                           "done",  "failed",  "cancelled"};
@@ -22,78 +69,54 @@ int task_is_final(const mw_task *task) {
   return task->state >= TASK_DONE;
 }
 
-static void ready_remove(mw_task *task) {
-  mw_loop *loop = task->loop;
-  if (task->ready_prev)
-    task->ready_prev->ready_next = task->ready_next;
-  else
-    loop->ready_head = task->ready_next;
-  if (task->ready_next)
-    task->ready_next->ready_prev = task->ready_prev;
-  else
-    loop->ready_tail = task->ready_prev;
-  task->ready_prev = task->ready_next = NULL;
-}
-
 static void ready_process(uv_idle_t *idle) {
-  mw_loop *loop = idle->data;
+  mw_sched *s = idle->data;
   /* Only the tasks queued before this turn run now, so a task that keeps
    * yielding cannot starve I/O. */
   int budget = 0;
-  for (mw_task *t = loop->ready_head; t; t = t->ready_next)
-    budget++;
-  while (budget-- > 0 && loop->ready_head) {
-    mw_task *task = loop->ready_head;
-    ready_remove(task);
+  mw_list *node, *next;
+  list_each(node, next, &s->ready) budget++;
+  while (budget-- > 0 && (node = list_first(&s->ready))) {
+    mw_task *task = list_entry(node, mw_task, ready_link);
+    list_remove(node);
     task_resume(task, task->nargs);
   }
-  if (!loop->ready_head)
-    uv_idle_stop(&loop->ready_idle);
+  if (list_empty(&s->ready))
+    uv_idle_stop(&s->ready_idle);
 }
 
 static void ready_push(mw_task *task) {
-  mw_loop *loop = task->loop;
+  mw_sched *s = task->sched;
   task->state = TASK_READY;
-  task->ready_next = NULL;
-  task->ready_prev = loop->ready_tail;
-  if (loop->ready_tail)
-    loop->ready_tail->ready_next = task;
-  else
-    loop->ready_head = task;
-  loop->ready_tail = task;
-  if (!uv_is_active((uv_handle_t *)&loop->ready_idle))
-    uv_idle_start(&loop->ready_idle, ready_process);
+  list_push_back(&s->ready, &task->ready_link);
+  if (!uv_is_active((uv_handle_t *)&s->ready_idle))
+    uv_idle_start(&s->ready_idle, ready_process);
 }
 
-void task_queue_init(mw_loop *loop) {
-  uv_idle_init(&loop->uv, &loop->ready_idle);
-  loop->ready_idle.data = loop;
+static void alive_add(mw_task *task) {
+  task->sched->tasks_alive++;
+  list_push_front(&task->sched->alive, &task->alive_link);
 }
 
 static void task_finish(mw_task *task, mw_task_state state) {
+  mw_sched *s = task->sched;
   mw_loop *loop = task->loop;
   task->state = state;
   task->wait_cancel = NULL;
   task->wait_data = NULL;
-  loop->tasks_alive--;
-  if (task->alive_prev)
-    task->alive_prev->alive_next = task->alive_next;
-  else
-    loop->alive = task->alive_next;
-  if (task->alive_next)
-    task->alive_next->alive_prev = task->alive_prev;
-  task->alive_prev = task->alive_next = NULL;
+  s->tasks_alive--;
+  list_remove(&task->alive_link);
   if (task->on_done) {
-    mw_task_done_fn done = task->on_done;
+    task_done_fn done = task->on_done;
     task->on_done = NULL;
     done(task, task->on_done_data);
   }
-  if (task->pooled && !task->exposed && loop->pool_n < TASK_POOL_MAX && !loop->closed) {
+  if (task->pooled && !task->exposed && s->pool_n < TASK_POOL_MAX && !loop->closed) {
     lua_State *L = loop->L;
     lua_resetthread(task->co);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->pool_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->pool_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, task->self_ref);
-    lua_rawseti(L, -2, ++loop->pool_n);
+    lua_rawseti(L, -2, ++s->pool_n);
     lua_pop(L, 1);
   }
   luaL_unref(loop->L, LUA_REGISTRYINDEX, task->self_ref);
@@ -101,13 +124,15 @@ static void task_finish(mw_task *task, mw_task_state state) {
 }
 
 mw_task *task_new(lua_State *L, int nargs) {
-  mw_loop *loop = loop_get(L);
+  mw_sched *s = sched_get(L);
   int fn = lua_absindex(L, -(nargs + 1));
   lua_State *co = lua_newthread(L);
   mw_task *task = lua_newuserdatauv(L, sizeof *task, 1);
   memset(task, 0, sizeof *task);
-  task->loop = loop;
+  task->loop = s->loop;
+  task->sched = s;
   task->co = co;
+  list_init(&task->ready_link);
   task->state = TASK_READY;
   luaL_setmetatable(L, TASK_MT);
   lua_rotate(L, -2, 1); /* ... fn args task thread */
@@ -117,26 +142,22 @@ mw_task *task_new(lua_State *L, int nargs) {
   lua_pushvalue(L, -1);
   task->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   task->nargs = nargs;
-  loop->tasks_alive++;
-  task->alive_next = loop->alive;
-  if (loop->alive)
-    loop->alive->alive_prev = task;
-  loop->alive = task;
+  alive_add(task);
   return task;
 }
 
 mw_task *task_new_pooled(lua_State *L, int nargs) {
-  mw_loop *loop = loop_get(L);
-  if (loop->pool_n == 0) {
+  mw_sched *s = sched_get(L);
+  if (s->pool_n == 0) {
     mw_task *task = task_new(L, nargs);
     task->pooled = 1;
     return task;
   }
   int fn = lua_absindex(L, -(nargs + 1));
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->pool_ref);
-  lua_rawgeti(L, -1, loop->pool_n);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->pool_ref);
+  lua_rawgeti(L, -1, s->pool_n);
   lua_pushnil(L);
-  lua_rawseti(L, -3, loop->pool_n--);
+  lua_rawseti(L, -3, s->pool_n--);
   lua_remove(L, -2); /* fn args task */
   mw_task *task = lua_touserdata(L, -1);
   lua_rotate(L, fn, 1); /* task fn args */
@@ -151,13 +172,7 @@ mw_task *task_new_pooled(lua_State *L, int nargs) {
   task->on_done = NULL;
   task->wait_cancel = NULL;
   task->wait_data = NULL;
-  task->ready_prev = task->ready_next = NULL;
-  loop->tasks_alive++;
-  task->alive_prev = NULL;
-  task->alive_next = loop->alive;
-  if (loop->alive)
-    loop->alive->alive_prev = task;
-  loop->alive = task;
+  alive_add(task);
   return task;
 }
 
@@ -188,20 +203,20 @@ static void task_fail_overrun(mw_task *task, uint64_t budget) {
 }
 
 void task_resume(mw_task *task, int nargs) {
-  mw_loop *loop = task->loop;
-  mw_task *outer = loop->current;
+  mw_sched *s = task->sched;
+  mw_task *outer = s->current;
   int nres = 0;
   task->state = TASK_RUNNING;
   task->wait_cancel = NULL;
   task->wait_data = NULL;
-  loop->current = task;
-  uint64_t budget = task->budget_ns ? task->budget_ns : loop->cpu_budget_ns;
+  s->current = task;
+  uint64_t budget = task->budget_ns ? task->budget_ns : s->cpu_budget_ns;
   if (budget == TASK_NO_BUDGET)
     budget = 0;
   watchdog_state saved = watchdog_arm(task->co, budget, WATCHDOG_YIELD);
   int status = lua_resume(task->co, NULL, nargs, &nres);
   int overran = watchdog_restore(saved);
-  loop->current = outer;
+  s->current = outer;
   if ((status == LUA_YIELD || status == LUA_OK) && overran && task->state == TASK_RUNNING) {
     /* The watchdog's hook yielded it, or stopped a coroutine it resumed (its
      * results are then not to be trusted): end it as failed. */
@@ -241,7 +256,7 @@ void task_resume(mw_task *task, int nargs) {
 int task_cancel(mw_task *task) {
   switch (task->state) {
   case TASK_READY:
-    ready_remove(task);
+    list_remove(&task->ready_link);
     lua_settop(task->co, 0);
     break;
   case TASK_WAITING:
@@ -265,8 +280,7 @@ int task_cancel(mw_task *task) {
 }
 
 mw_task *task_check_current(lua_State *L, const char *what) {
-  mw_loop *loop = loop_get(L);
-  mw_task *task = loop->current;
+  mw_task *task = sched_get(L)->current;
   if (!task || task->co != L)
     luaL_error(L,
                "%s must be called from a task (use core.spawn or core.run), "
@@ -275,7 +289,7 @@ mw_task *task_check_current(lua_State *L, const char *what) {
   return task;
 }
 
-void task_wait(mw_task *task, mw_wait_cancel_fn cancel, void *data) {
+void task_wait(mw_task *task, task_cancel_fn cancel, void *data) {
   task->state = TASK_WAITING;
   task->wait_cancel = cancel;
   task->wait_data = data;
@@ -297,13 +311,15 @@ static int l_spawn(lua_State *L) {
 /* core.cancel_all() -> number of tasks cancelled. Specs use it to clean up
  * after a test that left tasks behind, so the next test starts clean. */
 static int l_cancel_all(lua_State *L) {
-  mw_loop *loop = loop_get(L);
+  mw_sched *s = sched_get(L);
   int n = 0, progress = 1;
   /* Cancelling one task may end others (a dispatcher's checks), so start
    * over from the head after each. Running tasks cannot be cancelled. */
   while (progress) {
     progress = 0;
-    for (mw_task *t = loop->alive; t; t = t->alive_next) {
+    mw_list *node, *next;
+    list_each(node, next, &s->alive) {
+      mw_task *t = list_entry(node, mw_task, alive_link);
       if (t->state != TASK_RUNNING) {
         task_cancel(t);
         n++;
@@ -334,10 +350,10 @@ uint64_t task_check_budget(lua_State *L, int idx, const char *what) {
 /* core.cpu_budget([seconds]) -> seconds: the CPU a task may spend in one
  * resume (between two waits) before it is ended as failed; 0: no limit. */
 static int l_cpu_budget(lua_State *L) {
-  mw_loop *loop = loop_get(L);
+  mw_sched *s = sched_get(L);
   if (!lua_isnoneornil(L, 1))
-    loop->cpu_budget_ns = check_budget(L, 1, "core.cpu_budget");
-  lua_pushnumber(L, (lua_Number)loop->cpu_budget_ns / 1e9);
+    s->cpu_budget_ns = check_budget(L, 1, "core.cpu_budget");
+  lua_pushnumber(L, (lua_Number)s->cpu_budget_ns / 1e9);
   return 1;
 }
 
@@ -419,11 +435,11 @@ static void task_wrap_coroutines(lua_State *L) {
 
 /* core.current() -> task | nil */
 static int l_current(lua_State *L) {
-  mw_loop *loop = loop_get(L);
-  if (!loop->current || loop->current->co != L || loop->current->self_ref == LUA_NOREF)
+  mw_task *current = sched_get(L)->current;
+  if (!current || current->co != L || current->self_ref == LUA_NOREF)
     return 0;
-  loop->current->exposed = 1; /* Lua may keep it: not to be reused */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->current->self_ref);
+  current->exposed = 1; /* Lua may keep it: not to be reused */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, current->self_ref);
   return 1;
 }
 
@@ -485,6 +501,79 @@ static int l_task_gc(lua_State *L) {
   return 0;
 }
 
+/* core.run */
+
+/* Raises the error a failed task ended with: the original object when it is
+ * not a string (busted's assertion errors), else message and traceback. */
+static int run_raise(lua_State *L, int nres) {
+  int base = lua_gettop(L) - nres; /* false, traceback, error */
+  if (lua_type(L, base + 3) == LUA_TSTRING || lua_isnoneornil(L, base + 3))
+    lua_pushvalue(L, base + 2);
+  else
+    lua_pushvalue(L, base + 3);
+  return lua_error(L);
+}
+
+/* core.run() runs until nothing is left to do; core.run(fn, ...) spawns fn
+ * as a task and runs until it ends; core.run(task) waits for that task. The
+ * task's results are returned, its error raised. */
+static int l_run(lua_State *L) {
+  mw_loop *loop = loop_check_open(L);
+  mw_sched *s = sched_get(L);
+  if (s->running)
+    return luaL_error(L, "core.run: the loop is already running (core.run cannot be "
+                         "called from a task or a callback)");
+  mw_task *target = NULL;
+  if (lua_isfunction(L, 1)) {
+    target = task_spawn(L, lua_gettop(L) - 1, 0);
+  } else if (!lua_isnoneornil(L, 1)) {
+    target = luaL_checkudata(L, 1, TASK_MT);
+    lua_settop(L, 1);
+  }
+  int target_idx = lua_gettop(L);
+  lua_State *outer = loop->L;
+  loop->L = L;
+  s->running = 1;
+  int deadlock = 0;
+  if (!target) {
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+  } else {
+    while (!task_is_final(target)) {
+      if (uv_run(&loop->uv, UV_RUN_ONCE) == 0 && !task_is_final(target) && list_empty(&s->ready)) {
+        deadlock = 1;
+        break;
+      }
+    }
+  }
+  s->running = 0;
+  loop->L = outer;
+  loop_hooks_run(loop); /* what the run logged is out when it returns */
+  if (!target)
+    return 0;
+  if (deadlock) {
+    task_cancel(target);
+    return luaL_error(L, "core.run: the task waits for something that nothing will "
+                         "ever deliver (no timer, transfer or signal is pending)");
+  }
+  lua_settop(L, target_idx);
+  int nres = task_push_result(L, target);
+  if (!lua_toboolean(L, target_idx + 1))
+    return run_raise(L, nres);
+  return nres - 1;
+}
+
+/* core.stats() -> { tasks = alive tasks, handles = active uv handles that
+ * keep the loop running }. Specs assert both are 0 after each test. */
+static int l_stats(lua_State *L) {
+  mw_sched *s = sched_get(L);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, s->tasks_alive);
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, loop_count_handles(s->loop));
+  lua_setfield(L, -2, "handles");
+  return 1;
+}
+
 void task_register(lua_State *L) {
   static const luaL_Reg methods[] = {{"result", l_task_result},
                                      {"status", l_task_status},
@@ -499,15 +588,15 @@ void task_register(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_spawn);
-  lua_setfield(L, -2, "spawn");
-  lua_pushcfunction(L, l_current);
-  lua_setfield(L, -2, "current");
-  lua_pushcfunction(L, l_cancel_all);
-  lua_setfield(L, -2, "cancel_all");
-  lua_pushcfunction(L, l_cpu_budget);
-  lua_setfield(L, -2, "cpu_budget");
-  lua_pushcfunction(L, l_cpu_limit);
-  lua_setfield(L, -2, "cpu_limit");
+  sched_get(L);
+  static const luaL_Reg funcs[] = {{"run", l_run},
+                                   {"stats", l_stats},
+                                   {"spawn", l_spawn},
+                                   {"current", l_current},
+                                   {"cancel_all", l_cancel_all},
+                                   {"cpu_budget", l_cpu_budget},
+                                   {"cpu_limit", l_cpu_limit},
+                                   {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
   task_wrap_coroutines(L);
 }

@@ -1,4 +1,4 @@
-/* Transfers: a pool of curl easy handles shared by all request objects.
+/* L3: transfers, a pool of curl easy handles shared by all request objects.
  *
  * A request object holds only its settings; a perform borrows a transfer for
  * as long as it is in flight. So memory follows the requests in flight, not
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "http_private.h"
 
 #define POOL_IDLE_MAX 256
 #define BODY_KEEP_MAX (64 * 1024) /* larger body buffers are not pooled */
@@ -90,7 +90,7 @@ static void transfer_setup(mw_transfer *t) {
   curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
 }
 
-void transfer_clear(mw_transfer *t) {
+static void transfer_clear(mw_transfer *t) {
   t->head.len = t->body.len = 0;
   t->size = t->head_size = 0;
   t->truncated = t->head_over = t->head_done = 0;
@@ -98,12 +98,12 @@ void transfer_clear(mw_transfer *t) {
   t->errbuf[0] = '\0';
 }
 
-mw_transfer *transfer_acquire(mw_http *http, mw_request *req) {
-  /* Prefer the transfer this request used last: it still holds its
-   * settings. Only the first two are looked at; the pool can be large. */
+mw_transfer *transfer_acquire(mw_http *http, uint64_t config, size_t max_body, int *setup) {
+  /* Prefer the transfer these settings used last: it still holds them. Only
+   * the first two are looked at; the pool can be large. */
   mw_transfer **pick = &http->idle;
-  if (*pick && (*pick)->configured != req->id && (*pick)->next &&
-      (*pick)->next->configured == req->id)
+  if (*pick && (*pick)->configured != config && (*pick)->next &&
+      (*pick)->next->configured == config)
     pick = &(*pick)->next;
   mw_transfer *t = *pick;
   if (t) {
@@ -122,18 +122,38 @@ mw_transfer *transfer_acquire(mw_http *http, mw_request *req) {
     transfer_setup(t);
   }
   t->next = NULL;
-  if (t->configured != req->id || t->dirty) {
+  *setup = 0;
+  if (t->configured != config || t->dirty) {
     if (t->configured) {
       curl_easy_reset(t->easy);
       transfer_setup(t);
     }
-    request_apply(req, t->easy);
-    t->configured = req->id;
+    *setup = 1;
+    t->configured = config;
     t->dirty = 0;
   }
-  t->req = req;
-  t->max_body = req->max_body;
-  return t; /* cleared before each hop starts (transfer_clear) */
+  t->max_body = max_body;
+  return t; /* cleared before each start (transfer_clear) */
+}
+
+const char *transfer_start(mw_transfer *t, transfer_done_fn done, void *data) {
+  transfer_clear(t);
+  CURLMcode mc = curl_multi_add_handle(t->http->multi, t->easy);
+  if (mc != CURLM_OK)
+    return curl_multi_strerror(mc);
+  t->done = done;
+  t->done_data = data;
+  t->running = 1;
+  http_count_transfer(t->http, 1);
+  return NULL;
+}
+
+void transfer_stop(mw_transfer *t) {
+  if (!t->running)
+    return;
+  curl_multi_remove_handle(t->http->multi, t->easy);
+  http_count_transfer(t->http, -1);
+  t->running = 0;
 }
 
 static void transfer_free(mw_transfer *t) {
@@ -145,7 +165,9 @@ static void transfer_free(mw_transfer *t) {
 
 void transfer_release(mw_transfer *t) {
   mw_http *http = t->http;
-  t->req = NULL;
+  transfer_stop(t);
+  t->done = NULL;
+  t->done_data = NULL;
   if (http->idle_count >= POOL_IDLE_MAX) {
     transfer_free(t);
     return;
@@ -165,9 +187,9 @@ void transfer_release(mw_transfer *t) {
   http->idle_count++;
 }
 
-void transfer_forget(mw_http *http, uint64_t request_id) {
+void transfer_forget(mw_http *http, uint64_t config) {
   for (mw_transfer *t = http->idle; t; t = t->next)
-    if (t->configured == request_id)
+    if (t->configured == config)
       t->dirty = 1; /* its settings point at memory being freed */
 }
 

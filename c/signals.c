@@ -1,4 +1,4 @@
-/* Signals the daemon handles.
+/* L4: the signals the daemon handles.
  *
  * SIGTERM and SIGINT: the first runs the Lua handler as a task (a graceful
  * stop); a second one exits at once from the signal handler itself, so it
@@ -11,15 +11,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "loop.h"
+#include "signals.h"
+#include "task.h"
 
 #define NREPEATABLE 3
 
-struct mw_signals {
+typedef struct {
   uv_async_t *stop; /* woken by the SIGTERM/SIGINT handler */
   uv_signal_t *each[NREPEATABLE];
   int handler_ref;
-};
+  loop_hook closer;
+} mw_signals;
+
+static const char signals_key = 'G';
 
 static const int repeatable[NREPEATABLE] = {SIGHUP, SIGUSR1, SIGUSR2};
 
@@ -72,7 +76,7 @@ static void stop_signals_default(void) {
 }
 
 static void run_handler(mw_loop *loop, int signum) {
-  mw_signals *s = loop->signals;
+  mw_signals *s = loop_ext(loop, &signals_key);
   if (!s)
     return;
   lua_State *L = loop->L;
@@ -90,10 +94,8 @@ static void on_repeatable(uv_signal_t *handle, int signum) {
   run_handler(handle->data, signum);
 }
 
-void signal_shutdown(mw_loop *loop) {
-  mw_signals *s = loop->signals;
-  if (!s)
-    return;
+static void signals_close(mw_loop *loop, void *data) {
+  mw_signals *s = data;
   if (stop_async == s->stop) {
     stop_signals_default();
     stop_async = NULL;
@@ -103,7 +105,7 @@ void signal_shutdown(mw_loop *loop) {
     uv_close((uv_handle_t *)s->each[i], handle_free);
   luaL_unref(loop->L, LUA_REGISTRYINDEX, s->handler_ref);
   free(s);
-  loop->signals = NULL;
+  loop_set_ext(loop, &signals_key, NULL);
 }
 
 static int signals_open(lua_State *L, mw_loop *loop) {
@@ -133,7 +135,8 @@ static int signals_open(lua_State *L, mw_loop *loop) {
     uv_signal_start(s->each[i], on_repeatable, repeatable[i]);
     uv_unref((uv_handle_t *)s->each[i]);
   }
-  loop->signals = s;
+  loop_set_ext(loop, &signals_key, s);
+  loop_at_close(loop, &s->closer, signals_close, s);
   (void)L;
   return 1;
 }
@@ -144,14 +147,18 @@ static int signals_open(lua_State *L, mw_loop *loop) {
  * actions. The handles do not keep the loop running. */
 static int l_on_signal(lua_State *L) {
   mw_loop *loop = loop_get(L);
+  mw_signals *s = loop_ext(loop, &signals_key);
   if (lua_isnoneornil(L, 1)) {
-    signal_shutdown(loop);
+    if (s) {
+      loop_hook_remove(&s->closer);
+      signals_close(loop, s);
+    }
     return 0;
   }
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (!loop->signals && !signals_open(L, loop))
+  if (!s && !signals_open(L, loop))
     return luaL_error(L, "core.on_signal: out of memory");
-  mw_signals *s = loop->signals;
+  s = loop_ext(loop, &signals_key);
   luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
   lua_pushvalue(L, 1);
   s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -169,7 +176,7 @@ static int l_on_signal(lua_State *L) {
   return 0;
 }
 
-void signal_register(lua_State *L) {
+void signals_register(lua_State *L) {
   lua_pushcfunction(L, l_on_signal);
   lua_setfield(L, -2, "on_signal");
 }

@@ -1,8 +1,9 @@
-/* core.sleep: a task waits on a one-shot timer. */
+/* L4: core.sleep, a task waiting on a one-shot timer. */
 #include <lauxlib.h>
 #include <stdlib.h>
 
-#include "loop.h"
+#include "sleep.h"
+#include "task.h"
 
 typedef struct {
   uv_timer_t timer;
@@ -29,7 +30,7 @@ static void sleep_cancel(void *data) {
   uv_close((uv_handle_t *)&s->timer, sleep_free);
 }
 
-static lua_Number timer_seconds(lua_State *L, int idx, const char *what) {
+static lua_Number sleep_seconds(lua_State *L, int idx, const char *what) {
   lua_Number s = luaL_checknumber(L, idx);
   if (!(s >= 0) || s > 1e9)
     luaL_error(L, "%s: seconds must be a number from 0 to 1e9, got %f", what, (double)s);
@@ -39,7 +40,7 @@ static lua_Number timer_seconds(lua_State *L, int idx, const char *what) {
 /* libuv counts whole milliseconds from the loop's cached time, the start of
  * the current millisecond at best, so a plain timeout can end up to 1 ms
  * early. Aim at the first loop millisecond at or after now + seconds. */
-static uint64_t timer_timeout_ms(uv_loop_t *loop, lua_Number seconds) {
+static uint64_t sleep_timeout_ms(uv_loop_t *loop, lua_Number seconds) {
   uv_update_time(loop);
   uint64_t due_ms = (uv_hrtime() + (uint64_t)(seconds * 1e9) + 999999) / 1000000;
   uint64_t now_ms = uv_now(loop);
@@ -49,7 +50,7 @@ static uint64_t timer_timeout_ms(uv_loop_t *loop, lua_Number seconds) {
 
 /* core.sleep(seconds) */
 static int l_sleep(lua_State *L) {
-  lua_Number seconds = timer_seconds(L, 1, "core.sleep");
+  lua_Number seconds = sleep_seconds(L, 1, "core.sleep");
   mw_task *task = task_check_current(L, "core.sleep");
   mw_sleep *s = malloc(sizeof *s);
   if (!s)
@@ -59,12 +60,12 @@ static int l_sleep(lua_State *L) {
   s->task = task;
   /* From the current time, not the loop's cached one: a sleep must not end
    * early because the task computed before it. */
-  uv_timer_start(&s->timer, sleep_fire, timer_timeout_ms(&task->loop->uv, seconds), 0);
+  uv_timer_start(&s->timer, sleep_fire, sleep_timeout_ms(&task->loop->uv, seconds), 0);
   task_wait(task, sleep_cancel, s);
   return lua_yield(L, 0);
 }
 
-void timer_register(lua_State *L) {
+void sleep_register(lua_State *L) {
   lua_pushcfunction(L, l_sleep);
   lua_setfield(L, -2, "sleep");
 }

@@ -1,13 +1,15 @@
-/* Lua binding of the logger: core.logger{...} and core.log_levels.
+/* L4: the Lua binding of the logger: core.logger{...} and core.log_levels.
  *
  * log.c never blocks and never waits: when a flush leaves records queued
- * because the output said EAGAIN, this file watches the fd with a uv_poll
- * (unref'd: it never keeps the loop alive) and flushes when it is writable. */
+ * because the output said EAGAIN, this file watches the fd through the
+ * loop's fd registry (it never keeps the loop alive) and flushes when it is
+ * writable. A loop hook flushes batched records once per turn. */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #endif
 
 #include "log.h"
+#include "log_lua.h"
 #include "loop.h"
 
 #include <lauxlib.h>
@@ -24,62 +26,55 @@
 #define LOGGER_MT "moonwatch.logger"
 #define LEVEL_HINT "(use DEBUG, INFO, WARNING, ERROR, CRITICAL)"
 
-struct lua_logger;
+struct bound_logger;
 
 /* Freed only in its close callback. */
-typedef struct log_watch {
-  uv_poll_t poll;
-  struct lua_logger *owner; /* NULL once the logger is collected */
-  int fd;
+typedef struct {
+  loop_fd w;
+  struct bound_logger *owner; /* NULL once the logger is collected */
 } log_watch;
 
-typedef struct lua_logger {
-  mw_logger *lg;                  /* NULL once collected */
-  mw_loop *loop;                  /* the loop of the state that made it */
-  log_watch *watch;               /* NULL until the output first said EAGAIN */
-  bool watching;                  /* watch started */
-  struct lua_logger *prev, *next; /* every logger, for lua_log_flush_all */
-} lua_logger;
+typedef struct bound_logger {
+  mw_logger *lg;    /* NULL once collected */
+  mw_loop *loop;    /* the loop of the state that made it */
+  log_watch *watch; /* NULL until the output first said EAGAIN */
+  bool watching;    /* watch started */
+  mw_list link;     /* every logger, for the loop's flush hook */
+} bound_logger;
 
-static lua_logger *loggers;
+static mw_list loggers = {&loggers, &loggers};
+static const char log_owner = 'W'; /* the registry owner of every watch */
+static const char hook_key = 'F';
 
-static void loggers_remove(lua_logger *u) {
-  if (u->prev)
-    u->prev->next = u->next;
-  else if (loggers == u)
-    loggers = u->next;
-  if (u->next)
-    u->next->prev = u->prev;
-  u->prev = u->next = NULL;
-}
-
-static void watch_free(uv_handle_t *handle) {
-  free(handle);
+static void watch_free(loop_fd *w) {
+  log_watch *lw = (log_watch *)w;
+  if (lw->owner) { /* closed by the loop closing */
+    lw->owner->watch = NULL;
+    lw->owner->watching = false;
+  }
+  free(lw);
 }
 
 /* Before the fd it watches is closed, and when the logger goes. */
-static void watch_close(lua_logger *u) {
+static void watch_close(bound_logger *u) {
   log_watch *w = u->watch;
   if (!w)
     return;
   u->watch = NULL;
   u->watching = false;
   w->owner = NULL;
-  if (u->loop->closed) /* the loop finaliser closed every handle already */
-    free(w);
-  else
-    uv_close((uv_handle_t *)&w->poll, watch_free);
+  loop_fd_close(&w->w);
 }
 
-static void watch_update(lua_logger *u);
+static void watch_update(bound_logger *u);
 
-static void on_writable(uv_poll_t *poll, int status, int events) {
+static void on_writable(loop_fd *w, int status, int events) {
   (void)events;
-  lua_logger *u = ((log_watch *)poll)->owner;
+  bound_logger *u = ((log_watch *)w)->owner;
   if (!u)
     return;
-  if (status < 0) { /* retried by lua_log_flush_all instead */
-    uv_poll_stop(poll);
+  if (status < 0) { /* retried by the flush hook instead */
+    loop_fd_watch(w, 0);
     u->watching = false;
     return;
   }
@@ -88,16 +83,16 @@ static void on_writable(uv_poll_t *poll, int status, int events) {
 }
 
 /* Watches the output while the logger waits for it, stops when it does not. */
-static void watch_update(lua_logger *u) {
+static void watch_update(bound_logger *u) {
   int fd = logger_wait_fd(u->lg);
   if (fd < 0) {
     if (u->watching) {
-      uv_poll_stop(&u->watch->poll);
+      loop_fd_watch(&u->watch->w, 0);
       u->watching = false;
     }
     return;
   }
-  if (u->watch && u->watch->fd != fd)
+  if (u->watch && u->watch->w.fd != fd)
     watch_close(u);
   if (!u->watch) {
     if (u->loop->closed)
@@ -108,27 +103,31 @@ static void watch_update(lua_logger *u) {
     /* uv_poll_init sets O_NONBLOCK, which must not reach a socket we share
      * with other processes (we send with MSG_DONTWAIT instead). */
     int fl = fcntl(fd, F_GETFL);
-    int rc = uv_poll_init(&u->loop->uv, &w->poll, fd);
+    int rc = loop_fd_open(u->loop, &w->w, fd, &log_owner, on_writable, watch_free);
     if (fl >= 0 && !(fl & O_NONBLOCK))
       fcntl(fd, F_SETFL, fl);
-    if (rc != 0) { /* the records wait for the next flush of the loop */
+    /* Another logger watches the same fd: the records wait for the flush
+     * hook, at the next turn. */
+    if (rc != 0) {
       free(w);
       return;
     }
-    w->fd = fd;
     w->owner = u;
-    uv_unref((uv_handle_t *)&w->poll);
+    loop_fd_keep_alive(&w->w, 0);
     u->watch = w;
   }
-  if (!u->watching && uv_poll_start(&u->watch->poll, UV_WRITABLE, on_writable) == 0)
+  if (!u->watching && loop_fd_watch(&u->watch->w, UV_WRITABLE) == 0)
     u->watching = true;
 }
 
-/* The loop calls this once per turn, before it waits for I/O: batched
- * records go out, and records kept after a write error are retried. */
-void lua_log_flush_all(void) {
-  for (lua_logger *u = loggers; u; u = u->next) {
-    if (u->watching)
+/* Once per loop turn, before it waits for I/O: batched records go out, and
+ * records kept after a write error are retried. */
+static void flush_hook(mw_loop *loop, void *data) {
+  (void)data;
+  mw_list *node, *next;
+  list_each(node, next, &loggers) {
+    bound_logger *u = list_entry(node, bound_logger, link);
+    if (u->watching || u->loop != loop)
       continue; /* its poll flushes it */
     logger_flush(u->lg);
     if (logger_wait_fd(u->lg) >= 0)
@@ -136,10 +135,16 @@ void lua_log_flush_all(void) {
   }
 }
 
+static void hook_close(mw_loop *loop, void *data) {
+  loop_hook_remove(data);
+  free(data);
+  loop_set_ext(loop, &hook_key, NULL);
+}
+
 /* Methods get the metatable as upvalue 1: comparing it is cheaper than
  * luaL_checkudata's registry lookup on every log call. */
-static lua_logger *check_udata(lua_State *L) {
-  lua_logger *u = lua_touserdata(L, 1);
+static bound_logger *check_udata(lua_State *L) {
+  bound_logger *u = lua_touserdata(L, 1);
   if (u && lua_getmetatable(L, 1)) {
     int ours = lua_rawequal(L, -1, lua_upvalueindex(1));
     lua_pop(L, 1);
@@ -199,7 +204,7 @@ static void push_level_name(lua_State *L, int level) {
 /* Returns true when written or queued, false when filtered out, nil +
  * message when the record was dropped (a failing log must not take the
  * caller down). */
-static int log_at(lua_State *L, lua_logger *u, int level, int arg) {
+static int log_at(lua_State *L, bound_logger *u, int level, int arg) {
   mw_logger *lg = u->lg;
   if (!logger_enabled(lg, level)) {
     lua_pushboolean(L, 0);
@@ -223,7 +228,7 @@ static int log_at(lua_State *L, lua_logger *u, int level, int arg) {
 }
 
 static int l_log(lua_State *L) {
-  lua_logger *u = check_udata(L);
+  bound_logger *u = check_udata(L);
   return log_at(L, u, check_level(L, 2), 3);
 }
 
@@ -293,9 +298,9 @@ static int l_format(lua_State *L) {
 /* At lua_close this runs before the loop's finaliser (the loop was made
  * first), so the watch is closed while the loop still runs callbacks. */
 static int l_gc(lua_State *L) {
-  lua_logger *u = lua_touserdata(L, 1);
+  bound_logger *u = lua_touserdata(L, 1);
   if (u && u->lg) {
-    loggers_remove(u);
+    list_remove(&u->link);
     watch_close(u);
     logger_free(u->lg); /* the last, bounded attempt at what is queued */
     u->lg = NULL;
@@ -304,7 +309,7 @@ static int l_gc(lua_State *L) {
 }
 
 static int l_tostring(lua_State *L) {
-  lua_logger *u = lua_touserdata(L, 1);
+  bound_logger *u = lua_touserdata(L, 1);
   if (!u || !u->lg) {
     lua_pushstring(L, LOGGER_MT " (closed)");
     return 1;
@@ -380,8 +385,9 @@ static int l_logger_new(lua_State *L) {
   int batch = lua_getfield(L, 1, "batch") != LUA_TNIL && lua_toboolean(L, -1);
   lua_pop(L, 1);
   mw_loop *loop = loop_get(L);
-  lua_logger *u = lua_newuserdatauv(L, sizeof *u, 0);
+  bound_logger *u = lua_newuserdatauv(L, sizeof *u, 0);
   memset(u, 0, sizeof *u);
+  list_init(&u->link);
   u->loop = loop;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
@@ -399,10 +405,7 @@ static int l_logger_new(lua_State *L) {
   }
   if (batch)
     logger_set_batch(u->lg, true);
-  u->next = loggers;
-  if (loggers)
-    loggers->prev = u;
-  loggers = u;
+  list_push_front(&loggers, &u->link);
   return 1;
 }
 
@@ -410,7 +413,7 @@ static int l_logger_new(lua_State *L) {
  * false when the output takes no more now (they follow when it does), nil +
  * message on a write error (they are kept and retried). */
 static int l_flush(lua_State *L) {
-  lua_logger *u = check_udata(L);
+  bound_logger *u = check_udata(L);
   int rc = logger_flush(u->lg);
   watch_update(u);
   if (rc == -EAGAIN) {
@@ -429,7 +432,7 @@ static int l_flush(lua_State *L) {
 /* lg:reopen() opens the file again (after logrotate): true, or nil +
  * message ("not a file logger" for an fd). */
 static int l_reopen(lua_State *L) {
-  lua_logger *u = check_udata(L);
+  bound_logger *u = check_udata(L);
   char err[MW_LOG_ERR_SIZE];
   watch_close(u); /* it watches the fd about to be closed */
   int rc = logger_reopen(u->lg, err, sizeof err);
@@ -490,8 +493,18 @@ static int l_plain(lua_State *L) {
   return 1;
 }
 
-void lua_log_register(lua_State *L) {
+void log_lua_register(lua_State *L) {
   int mod = lua_gettop(L);
+  mw_loop *loop = loop_get(L);
+  if (!loop_ext(loop, &hook_key)) {
+    /* Two hooks of one allocation: the flush each turn, and its closer. */
+    loop_hook *hooks = calloc(2, sizeof *hooks);
+    if (!hooks)
+      luaL_error(L, "moonwatch: out of memory");
+    loop_hook_add(loop, &hooks[0], flush_hook, NULL);
+    loop_at_close(loop, &hooks[1], hook_close, &hooks[0]);
+    loop_set_ext(loop, &hook_key, hooks);
+  }
   luaL_newmetatable(L, LOGGER_MT); /* also sets __name */
   lua_pushvalue(L, -1);
   luaL_setfuncs(L, logger_methods, 1);

@@ -1,0 +1,11 @@
+/* L4: the Lua side of HTTP requests. */
+#ifndef MW_REQUEST_LUA_H
+#define MW_REQUEST_LUA_H
+
+#include <lua.h>
+
+/* Registers core.http_prepare, core.http_request and core.http_check in the
+ * table on top. */
+void request_lua_register(lua_State *L);
+
+#endif
