@@ -1,4 +1,4 @@
-/* The dispatcher: fixed-rate scheduling of many monitors.
+/* L4: the dispatcher, fixed-rate scheduling of many monitors.
  *
  * The monitors' next ticks sit in a binary min-heap (an array of due time
  * and slot entries), and one uv timer is armed for the earliest.
@@ -17,6 +17,7 @@
 #include "dispatch.h"
 #include "hash.h"
 #include "task.h"
+#include "tick_heap.h"
 
 #define DISPATCHER_MT "moonwatch.dispatcher"
 #define LATE_BUCKETS 2000 /* 0.05 ms each, up to 100 ms */
@@ -39,13 +40,6 @@ typedef struct {
   mw_task *running;
 } slot;
 
-/* A heap entry carries its key, so sifting reads only the heap's array. */
-typedef struct {
-  uint64_t due_ms;
-  uint64_t seq; /* ties on due_ms go in the order the ticks were set */
-  slot *s;
-} tick;
-
 /* Lives outside the Lua userdata (which holds a pointer to it) because its
  * uv handles may only be freed in their close callbacks. */
 struct mw_dispatcher {
@@ -55,9 +49,7 @@ struct mw_dispatcher {
   int closing;      /* handles still to close */
   slot **slots;
   int n, cap;
-  tick *heap;
-  int heap_n;
-  uint64_t seq;
+  mw_tick_heap heap;
   int started;
   int spread;
   int self_ref;
@@ -70,44 +62,13 @@ struct mw_dispatcher {
   uint32_t late[LATE_BUCKETS];
 };
 
-/* The min-heap of scheduled ticks ------------------------------------------ */
-
-static int tick_before(const tick *a, const tick *b) {
-  return a->due_ms < b->due_ms || (a->due_ms == b->due_ms && a->seq < b->seq);
-}
-
-/* The heap has room for every slot: l_add grows it with the slots. */
 static void heap_push(mw_dispatcher *d, slot *s) {
-  tick t = {s->due_ms, d->seq++, s};
-  int i = d->heap_n++;
-  while (i > 0) {
-    int parent = (i - 1) / 2;
-    if (!tick_before(&t, &d->heap[parent]))
-      break;
-    d->heap[i] = d->heap[parent];
-    i = parent;
-  }
-  d->heap[i] = t;
+  tick_heap_push(&d->heap, s->due_ms, s);
   s->scheduled = 1;
 }
 
 static slot *heap_pop(mw_dispatcher *d) {
-  slot *top = d->heap[0].s;
-  tick last = d->heap[--d->heap_n];
-  int i = 0;
-  for (;;) {
-    int child = 2 * i + 1;
-    if (child >= d->heap_n)
-      break;
-    if (child + 1 < d->heap_n && tick_before(&d->heap[child + 1], &d->heap[child]))
-      child++;
-    if (!tick_before(&d->heap[child], &last))
-      break;
-    d->heap[i] = d->heap[child];
-    i = child;
-  }
-  if (d->heap_n > 0)
-    d->heap[i] = last;
+  slot *top = tick_heap_pop(&d->heap);
   top->scheduled = 0;
   return top;
 }
@@ -234,11 +195,12 @@ static void dispatcher_on_resume(uv_idle_t *idle);
 static void dispatcher_arm(mw_dispatcher *d, uint64_t now) {
   if (!d->started || uv_is_active((uv_handle_t *)&d->resume))
     return;
-  if (d->heap_n == 0) {
+  const mw_tick *top = tick_heap_top(&d->heap);
+  if (!top) {
     uv_timer_stop(&d->timer);
     return;
   }
-  uint64_t due = d->heap[0].due_ms;
+  uint64_t due = top->due_ms;
   /* never 0 ms: libuv 1.44 spins on a 0 ms timer started from a timer
    * callback */
   uv_timer_start(&d->timer, dispatcher_on_timer, due > now ? due - now : 1, 0);
@@ -252,8 +214,9 @@ static void dispatcher_run_due(mw_dispatcher *d) {
     d->turn = loop->turn;
     d->turn_started = 0;
   }
-  while (d->started && d->heap_n > 0 && d->heap[0].due_ms <= now) {
-    if (!d->heap[0].s->running && d->turn_started >= TURN_BUDGET) {
+  const mw_tick *top;
+  while (d->started && (top = tick_heap_top(&d->heap)) && top->due_ms <= now) {
+    if (!((slot *)top->item)->running && d->turn_started >= TURN_BUDGET) {
       /* still due: the rest start in the next turns */
       uv_timer_stop(&d->timer);
       uv_idle_start(&d->resume, dispatcher_on_resume);
@@ -366,10 +329,8 @@ static int l_add(lua_State *L) {
     if (!slots)
       return luaL_error(L, "dispatcher:add: out of memory");
     d->slots = slots;
-    tick *heap = realloc(d->heap, (size_t)cap * sizeof *heap);
-    if (!heap)
+    if (!tick_heap_reserve(&d->heap, cap))
       return luaL_error(L, "dispatcher:add: out of memory");
-    d->heap = heap;
     d->cap = cap;
   }
   slot *s = calloc(1, sizeof *s);
@@ -415,9 +376,9 @@ static int dispatcher_stop(lua_State *L, mw_dispatcher *d) {
   d->started = 0;
   uv_timer_stop(&d->timer);
   uv_idle_stop(&d->resume);
-  for (int i = 0; i < d->heap_n; i++)
-    d->heap[i].s->scheduled = 0;
-  d->heap_n = 0;
+  for (int i = 0; i < d->heap.n; i++)
+    ((slot *)d->heap.ticks[i].item)->scheduled = 0;
+  d->heap.n = 0;
   for (int i = 0; i < d->n; i++) {
     slot *s = d->slots[i];
     if (s->running && task_cancel(s->running))
@@ -490,10 +451,9 @@ static int l_gc(lua_State *L) {
   }
   luaL_unref(L, LUA_REGISTRYINDEX, d->on_error_ref);
   free(d->slots);
-  free(d->heap);
+  tick_heap_free(&d->heap);
   d->slots = NULL;
-  d->heap = NULL;
-  d->n = d->heap_n = 0;
+  d->n = 0;
   d->started = 0;
   d->closing = 2;
   uv_close((uv_handle_t *)&d->timer, dispatcher_on_close);

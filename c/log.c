@@ -1,6 +1,12 @@
 /* Logger: the format is compiled once into segments; a record is rendered
  * into a reusable buffer and queued; the queue goes out in one write(2)
- * whenever the output takes it. */
+ * whenever the output takes it.
+ *
+ * Text formats are the part of Python's %-formatting that log formats use:
+ * %(key)s, a width (with '-' to pad on the right), %(key)0Nd for the integer
+ * keys. created always prints with 6 decimals (Python's %(created)f) and
+ * msecs as the integer milliseconds, so no float printer is needed; anything
+ * else is refused when the format is compiled. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* MSG_NOSIGNAL, O_NOCTTY; localtime_r, clock_gettime */
 #endif
@@ -25,7 +31,7 @@
 #define LOG_BATCH_MAX (64 * 1024) /* a batch this big is written at once */
 #define LOG_PEND_INIT (16 * 1024)
 #define LOG_LIMIT_MIN 4096
-#define LOG_WIDTH_MAX 1000 /* width and precision; larger is surely a typo */
+#define LOG_WIDTH_MAX 1000 /* larger is surely a typo */
 
 enum {
   KEY_ASCTIME,
@@ -41,22 +47,20 @@ enum {
 
 static const struct {
   const char *name;
-  bool numeric;
+  bool integer; /* takes d */
 } log_keys[] = {
     [KEY_ASCTIME] = {"asctime", false}, [KEY_LEVELNAME] = {"levelname", false},
     [KEY_LEVELNO] = {"levelno", true},  [KEY_NAME] = {"name", false},
-    [KEY_MESSAGE] = {"message", false}, [KEY_CREATED] = {"created", true},
+    [KEY_MESSAGE] = {"message", false}, [KEY_CREATED] = {"created", false},
     [KEY_MSECS] = {"msecs", true},      [KEY_PROCESS] = {"process", true},
 };
 
 typedef struct {
   unsigned char key; /* KEY_* or SEG_LITERAL */
-  char conv;         /* 's', 'd' or 'f' */
   bool left;         /* '-' flag */
-  bool zero;         /* '0' flag */
+  bool zero;         /* '0' flag (d only) */
   bool plain;        /* bare %(key)s: copy the value, no padding work */
   int width;         /* 0: none */
-  int prec;          /* -1: none */
   size_t lit_off, lit_len;
 } log_seg;
 
@@ -181,17 +185,6 @@ static size_t utf8_chars(const char *s, size_t n) {
     c += ((unsigned char)s[i] & 0xC0) != 0x80;
   }
   return c;
-}
-
-/* Byte length of the first `chars` characters of s. */
-static size_t utf8_prefix(const char *s, size_t n, size_t chars) {
-  size_t i = 0;
-  for (; i < n; i++) {
-    if (((unsigned char)s[i] & 0xC0) != 0x80 && chars-- == 0) {
-      break;
-    }
-  }
-  return i;
 }
 
 /* Largest cut <= max that does not split a UTF-8 sequence (s has > max bytes). */
@@ -401,6 +394,33 @@ static int parse_num(const char **pp, int *out) {
   return 0;
 }
 
+static int format_reject(char *err, size_t errsz, const char *fmt, const char *start,
+                         const char *why, ...) __attribute__((format(printf, 5, 6)));
+
+/* Refuses the directive at start, quoted through its conversion character
+ * (what Python would take as the directive), with its position and why. */
+static int format_reject(char *err, size_t errsz, const char *fmt, const char *start,
+                         const char *why, ...) {
+  char reason[160];
+  va_list ap;
+  va_start(ap, why);
+  vsnprintf(reason, sizeof reason, why, ap);
+  va_end(ap);
+  const char *end = start + 1;
+  if (*end == '(') {
+    const char *close = strchr(end, ')');
+    end = close ? close + 1 : end + strlen(end);
+    end += strspn(end, "-0+ #.123456789*hlL");
+  }
+  if (*end) {
+    end++;
+  }
+  set_err(err, errsz, "log.format: '%.*s' at position %zu is not supported (%s); use %s",
+          DIR_ARGS(start, end), (size_t)(start - fmt), reason,
+          "%(key)s, %(key)-8s, %(key)8s, %(msecs)03d or %%");
+  return -1;
+}
+
 static int compile_format(mw_logger *lg, const char *fmt, char *err, size_t errsz) {
   size_t n = strlen(fmt);
   /* Each key segment takes >= 5 format bytes ("%(x)s") and literals merge,
@@ -427,88 +447,60 @@ static int compile_format(mw_logger *lg, const char *fmt, char *err, size_t errs
       continue;
     }
     const char *start = p;
-    size_t pos = (size_t)(p - fmt);
     if (p[1] == '\0') {
-      set_err(err, errsz,
-              "log.format: lone '%%' at end of format at position %zu (use %%%% for a '%%')", pos);
-      return -1;
+      return format_reject(err, errsz, fmt, start, "a lone '%%' at the end");
     }
     if (p[1] != '(') {
-      set_err(err, errsz,
-              "log.format: expected '(' after '%%' in %.2s at position %zu (use %%(key)s)", start,
-              pos);
-      return -1;
+      return format_reject(err, errsz, fmt, start, "no (key) after the '%%'");
     }
     const char *key = p + 2;
     const char *close = strchr(key, ')');
     if (!close) {
-      set_err(err, errsz, "log.format: unterminated key in %.*s at position %zu",
-              DIR_ARGS(start, start + strlen(start)), pos);
-      return -1;
+      return format_reject(err, errsz, fmt, start, "no ')' after the key");
     }
-    log_seg seg = {.prec = -1};
-    p = close + 1;
-    for (;; p++) {
-      if (*p == '-') {
-        seg.left = true;
-      } else if (*p == '0') {
-        seg.zero = true;
-      } else if (*p == '+' || *p == ' ' || *p == '#') {
-        set_err(err, errsz, "log.format: unsupported flag '%c' in %.*s at position %zu", *p,
-                DIR_ARGS(start, p + 1), pos);
-        return -1;
-      } else {
-        break;
-      }
-    }
-    if (parse_num(&p, &seg.width) < 0) {
-      set_err(err, errsz, "log.format: width over %d in %.*s at position %zu", LOG_WIDTH_MAX,
-              DIR_ARGS(start, p), pos);
-      return -1;
-    }
-    if (*p == '.') {
-      p++;
-      if (parse_num(&p, &seg.prec) < 0) {
-        set_err(err, errsz, "log.format: precision over %d in %.*s at position %zu", LOG_WIDTH_MAX,
-                DIR_ARGS(start, p), pos);
-        return -1;
-      }
-    }
-    if (*p == 'h' || *p == 'l' || *p == 'L') { /* Python accepts and ignores these */
-      p++;
-    }
-    if (*p == '\0') {
-      set_err(err, errsz, "log.format: missing conversion type in %.*s at position %zu",
-              DIR_ARGS(start, p), pos);
-      return -1;
-    }
-    if (*p == 's' || *p == 'd' || *p == 'i' || *p == 'f') {
-      seg.conv = *p == 'i' ? 'd' : *p;
-    } else {
-      set_err(err, errsz,
-              "log.format: unsupported conversion '%c' in %.*s at position %zu (use s, d or f)", *p,
-              DIR_ARGS(start, p + 1), pos);
-      return -1;
-    }
-    p++;
     size_t key_len = (size_t)(close - key);
-    seg.key = SEG_LITERAL;
+    log_seg seg = {.key = SEG_LITERAL};
     for (unsigned k = 0; k < sizeof log_keys / sizeof log_keys[0]; k++) {
       if (strlen(log_keys[k].name) == key_len && memcmp(log_keys[k].name, key, key_len) == 0) {
         seg.key = (unsigned char)k;
       }
     }
     if (seg.key == SEG_LITERAL) {
-      set_err(err, errsz, "log.format: unknown key '%.*s' in %.*s at position %zu",
-              (int)(key_len > 40 ? 40 : key_len), key, DIR_ARGS(start, p), pos);
-      return -1;
+      return format_reject(err, errsz, fmt, start,
+                           "unknown key '%.*s'; the keys are asctime, levelname, levelno, name, "
+                           "message, created, msecs, process",
+                           (int)(key_len > 40 ? 40 : key_len), key);
     }
-    if (!log_keys[seg.key].numeric && seg.conv != 's') {
-      set_err(err, errsz, "log.format: key '%s' is text, use %%(%s)s not %.*s at position %zu",
-              log_keys[seg.key].name, log_keys[seg.key].name, DIR_ARGS(start, p), pos);
-      return -1;
+    p = close + 1;
+    if (*p == '-') {
+      seg.left = true;
+      p++;
+    } else if (*p == '0') {
+      seg.zero = true;
+      p++;
     }
-    seg.plain = seg.conv == 's' && seg.width == 0 && seg.prec < 0;
+    if (parse_num(&p, &seg.width) < 0) {
+      return format_reject(err, errsz, fmt, start, "width over %d", LOG_WIDTH_MAX);
+    }
+    char conv = *p;
+    if (conv == '\0') {
+      return format_reject(err, errsz, fmt, start, "no conversion after the key");
+    } else if (conv == '.') {
+      return format_reject(err, errsz, fmt, start, "precision");
+    } else if (strchr("-0+ #", conv)) {
+      return format_reject(err, errsz, fmt, start, "flag '%c'", conv);
+    } else if (strchr("hlL", conv)) {
+      return format_reject(err, errsz, fmt, start, "length modifier '%c'", conv);
+    } else if (conv != 's' && conv != 'd') {
+      return format_reject(err, errsz, fmt, start, "conversion '%c'", conv);
+    } else if (conv == 'd' && !log_keys[seg.key].integer) {
+      return format_reject(err, errsz, fmt, start,
+                           "d is for the integer keys levelno, msecs and process");
+    } else if (seg.zero && conv != 'd') {
+      return format_reject(err, errsz, fmt, start, "flag '0' needs d");
+    }
+    p++;
+    seg.plain = seg.width == 0;
     lg->segs[lg->nsegs++] = seg;
     lit = NULL;
   }
@@ -533,25 +525,12 @@ static void emit_str(log_out *o, const log_seg *s, const char *p, size_t n) {
     out_put(o, p, n);
     return;
   }
-  if (s->prec >= 0) {
-    n = utf8_prefix(p, n, (size_t)s->prec);
-  }
-  emit_padded(o, s, p, n, s->width ? utf8_chars(p, n) : 0);
+  emit_padded(o, s, p, n, utf8_chars(p, n));
 }
 
 /* name and message: capped at MW_LOG_MSG_MAX bytes plus the marker. cut:
  * the caller already cut the text (escaping comes after the cap). */
 static void emit_capped(log_out *o, const log_seg *s, const char *p, size_t n, bool cut) {
-  if (n > MW_LOG_MSG_MAX && s->prec >= 0) {
-    size_t k = utf8_prefix(p, n, (size_t)s->prec);
-    if (k <= MW_LOG_MSG_MAX) {
-      n = k; /* precision already cuts it short enough */
-      cut = false;
-    }
-  }
-  if (cut && s->prec >= 0 && utf8_chars(p, n) > (size_t)s->prec) {
-    cut = false; /* the precision cuts shorter still: no marker */
-  }
   if (n <= MW_LOG_MSG_MAX && !cut) {
     emit_str(o, s, p, n);
     return;
@@ -658,80 +637,48 @@ static void emit_text(mw_logger *lg, log_out *o, const log_seg *s, const char *p
   emit_capped(o, s, lg->esc, e.len, cut);
 }
 
-/* A numeric key's value as fixed point: whole + usec / 1e6 (usec >= 0). */
-static void emit_num(log_out *o, const log_seg *s, long long whole, int usec, bool is_float) {
-  char tmp[64];
+/* An integer key, through s or d: padded with spaces, or zeros after the
+ * sign with the '0' flag. */
+static void emit_int(log_out *o, const log_seg *s, long long v) {
+  char tmp[24];
   char *end = tmp + sizeof tmp;
-  char *p = end;
-  bool neg = whole < 0;
-  /* sign and magnitude, so rounding and digits work on non-negative values */
-  unsigned long long mag =
-      neg ? (unsigned long long)-(whole + 1) + (usec == 0) : (unsigned long long)whole;
-  long long frac = neg && usec ? 1000000 - usec : usec;
-  if (s->conv == 'f' || (s->conv == 's' && is_float)) {
-    int prec = s->conv == 'f' ? (s->prec < 0 ? 6 : s->prec) : 6;
-    int zeros = prec > 6 ? prec - 6 : 0; /* digits beyond microseconds are 0 */
-    int digits = prec > 6 ? 6 : prec;
-    long long q = 1;
-    for (int i = digits; i < 6; i++) {
-      q *= 10;
-    }
-    frac = (frac + q / 2) / q; /* round half up */
-    if (frac >= 1000000 / q) {
-      frac -= 1000000 / q;
-      mag++;
-    }
-    if (s->conv == 's') { /* Python's str(float): drop trailing zeros, keep one */
-      while (digits > 1 && frac % 10 == 0) {
-        frac /= 10;
-        digits--;
-      }
-    }
-    if (digits > 0) {
-      for (int i = 0; i < digits; i++) {
-        *--p = (char)('0' + frac % 10);
-        frac /= 10;
-      }
-      *--p = '.';
-    }
-    p -= fmt_u64(p, mag);
-    size_t nd = (size_t)(end - p) + neg + (size_t)zeros;
-    size_t pad = (size_t)s->width > nd ? (size_t)s->width - nd : 0;
-    if (!s->left && !(s->zero && s->conv != 's')) {
-      out_fill(o, ' ', pad);
-    }
-    if (neg) {
-      out_ch(o, '-');
-    }
-    if (!s->left && s->zero && s->conv != 's') {
-      out_fill(o, '0', pad);
-    }
-    out_put(o, p, (size_t)(end - p));
-    out_fill(o, '0', (size_t)zeros);
-    if (s->left) {
-      out_fill(o, ' ', pad);
-    }
-    return;
-  }
-  /* %d truncates toward zero like Python's int(): drop frac; %s of an int is %d */
-  neg = neg && mag;
-  size_t nd = fmt_u64(end, mag);
-  p = end - nd;
-  size_t mind = s->conv == 'd' && s->prec > (int)nd ? (size_t)s->prec : nd;
-  size_t total = mind + neg;
+  size_t nd = fmt_u64(end, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+  size_t total = nd + (v < 0);
   size_t pad = (size_t)s->width > total ? (size_t)s->width - total : 0;
-  bool zero_pad = s->zero && !s->left && s->conv == 'd' && s->prec < 0;
-  if (!s->left && !zero_pad) {
+  if (!s->left && !s->zero) {
     out_fill(o, ' ', pad);
   }
-  if (neg) {
+  if (v < 0) {
     out_ch(o, '-');
   }
-  out_fill(o, '0', (mind - nd) + (zero_pad ? pad : 0));
-  out_put(o, p, nd);
+  if (s->zero) {
+    out_fill(o, '0', pad);
+  }
+  out_put(o, end - nd, nd);
   if (s->left) {
     out_fill(o, ' ', pad);
   }
+}
+
+/* created with 6 decimals, as Python's %(created)f prints it. */
+static void emit_created(log_out *o, const log_seg *s, log_time t) {
+  char tmp[32];
+  char *end = tmp + sizeof tmp, *p = end;
+  bool neg = t.sec < 0;
+  /* usec counts up from the floored second: -1.5 is sec -2 + 500000 us */
+  unsigned long long whole =
+      neg ? (unsigned long long)-(t.sec + 1) + (t.usec == 0) : (unsigned long long)t.sec;
+  int frac = neg && t.usec ? 1000000 - t.usec : t.usec;
+  for (int i = 0; i < 6; i++) {
+    *--p = (char)('0' + frac % 10);
+    frac /= 10;
+  }
+  *--p = '.';
+  p -= fmt_u64(p, whole);
+  if (neg) {
+    *--p = '-';
+  }
+  emit_padded(o, s, p, (size_t)(end - p), (size_t)(end - p));
 }
 
 static void render_text(mw_logger *lg, log_out *o, log_time t, int level, const char *name,
@@ -765,16 +712,16 @@ static void render_text(mw_logger *lg, log_out *o, log_time t, int level, const 
       emit_text(lg, o, s, msg, msg_len);
       break;
     case KEY_LEVELNO:
-      emit_num(o, s, level, 0, false);
+      emit_int(o, s, level);
       break;
     case KEY_CREATED:
-      emit_num(o, s, t.sec, t.usec, true);
+      emit_created(o, s, t);
       break;
     case KEY_MSECS:
-      emit_num(o, s, t.usec / 1000, 0, true);
+      emit_int(o, s, t.usec / 1000);
       break;
     case KEY_PROCESS:
-      emit_num(o, s, lg->pid, 0, false);
+      emit_int(o, s, lg->pid);
       break;
     }
   }

@@ -37,12 +37,21 @@ enum {
 typedef struct mw_logger mw_logger;
 
 /* Creates a logger writing to fd 1. format: NULL for MW_LOG_DEFAULT_FORMAT,
- * MW_LOG_JSON, or a Python %-style format compiled here once. Keys: asctime,
- * levelname, levelno, name, message, created, msecs, process; flags '-' and
- * '0', width, .precision; conversions s, d (or i), f; "%%" for '%'.
- * Returns NULL and an error message in err (if errsz > 0) on a bad format,
- * e.g. "log.format: unknown key 'foo' in %(foo)s at position 3" (positions
- * are 0-based byte offsets of the '%'), or when out of memory. */
+ * MW_LOG_JSON, or a Python %-style format compiled here once. Supported:
+ *   %(key)s    keys asctime, levelname, levelno, name, message, created,
+ *              msecs, process
+ *   %(key)8s   a width (at most 1000 characters) pads on the left, %(key)-8s
+ *              on the right
+ *   %(key)d    for levelno, msecs and process, with a width and '-' or '0'
+ *              (%(msecs)03d)
+ *   %%         a '%'
+ * created prints with 6 decimals (Python's %(created)f: 1596906402.033000),
+ * msecs as the integer milliseconds 0-999 (also through s). Anything else
+ * (precision, other conversions or flags, length modifiers) is refused:
+ * NULL, with a message in err (if errsz > 0) naming the directive, its
+ * position (0-based byte offset of the '%') and why, e.g. "log.format:
+ * '%(created).3f' at position 1 is not supported (precision); use %(key)s,
+ * %(key)-8s, %(key)8s, %(msecs)03d or %%". NULL also when out of memory. */
 mw_logger *logger_new(const char *format, int level, char *err, size_t errsz);
 /* Gives pending records a last chance (up to MW_LOG_FINAL_MS while the
  * output does not keep up, one attempt after a write error), says on stderr

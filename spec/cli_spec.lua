@@ -232,6 +232,23 @@ describe("moonwatch command", function()
         .. "option 'timeout' must be a number of seconds in (0, 86400], got 100000\n")
     end)
 
+    it("names a log.format directive the logger does not support", function()
+      local r = moonwatch{ "--check", "--set", "log.format=[%(created).3f] %(message)s" }
+      assert.equal(1, r.status)
+      assert.equal("", r.stdout)
+      assert.equal("moonwatch: monitors.lua: logging: log.format: '%(created).3f' at position 1 "
+        .. "is not supported (precision); use %(key)s, %(key)-8s, %(key)8s, %(msecs)03d or %%\n",
+        r.stderr)
+    end)
+
+    it("accepts every documented log.format form", function()
+      local r = moonwatch{ "--check", "--set", "log.format=[%(asctime)s,%(msecs)03d] "
+        .. "%(levelname)-8s %(levelno)d %(name)12s %(created)s %(process)d 100%% %(message)s" }
+      assert.equal(0, r.status)
+      assert.equal("monitors.lua: OK\n", r.stdout)
+      assert.equal("", r.stderr)
+    end)
+
     it("exits 1 on each bad config", function()
       for _, name in ipairs{ "bad_url", "bad_check_every", "bad_method", "bad_provider",
                              "bad_runtime", "bad_return", "bad_request" } do

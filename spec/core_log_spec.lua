@@ -63,6 +63,20 @@ describe("core logger", function()
                    .. '"message":"said \\"hi\\"\\n"}\n$', rec)
   end)
 
+  it("prints created with 6 decimals and msecs as whole milliseconds", function()
+    local lg = core.logger{ format = "%(created)s|%(msecs)s|%(msecs)03d|%(levelname)-8s|%(name)4s" }
+    assert.equals("1000000000.005000|5|005|INFO    |   n\n",
+                  lg:format("INFO", "n", "m", 1e9 + 0.005))
+  end)
+
+  it("refuses a format it does not support, naming the directive", function()
+    local ok, err = pcall(core.logger, { format = "%(message)s %(name)d" })
+    assert.is_false(ok)
+    assert.equals("log.format: '%(name)d' at position 12 is not supported (d is for the "
+      .. "integer keys levelno, msecs and process); use %(key)s, %(key)-8s, %(key)8s, "
+      .. "%(msecs)03d or %%", err)
+  end)
+
   it("formats are not filtered by the level", function()
     local lg = core.logger{ level = "CRITICAL", format = "%(message)s" }
     assert.equals("quiet\n", lg:format("DEBUG", "n", "quiet"))

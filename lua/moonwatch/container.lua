@@ -221,13 +221,22 @@ function Instance:override_providers(map)
   return core.handle(entries)
 end
 
---- Remove every override of every provider of the container.
+--- Remove every override of every provider registered in the container,
+--- resetting the singletons built from each one that was overridden (as
+--- `p:reset_override()` does). Overrides of nested providers and of
+--- configuration options (`config.a.b:override(v)`) are kept: remove those
+--- by their handle or `config.a.b:reset_override()`.
 function Instance:reset_override()
   local st = state_of(self)
   for _, name in ipairs(st.order) do core.reset_override(st.providers[name]) end
 end
 
---- Reset every Singleton of the container.
+--- Reset every Singleton registered in the container by name, and so
+--- (`Singleton:reset`) every singleton built from one of them, anonymous
+--- ones included. An anonymous Singleton in another provider's arguments
+--- that was built from none of them keeps its instance, where
+--- dependency-injector's `reset_singletons()` reaches it too. Overrides and
+--- Resources are left alone.
 function Instance:reset_singletons()
   for _, p in ipairs(providers_of_kind(state_of(self), "Singleton")) do p:reset() end
 end

@@ -6,7 +6,10 @@
 --- argument, a luassert spy included, is passed as it is.
 ---
 --- Every provider has `:override(x)`, `:reset_override()` and
---- `:is_overridden()`; see moonwatch.providers.core for the rules.
+--- `:is_overridden()`; see moonwatch.providers.core for the rules. Unlike
+--- dependency-injector, overriding a provider (and removing the override)
+--- resets the singletons already built from it, so a spec override reaches
+--- them; "Resetting singletons" in moonwatch.providers.core has the details.
 local core = require("moonwatch.providers.core")
 local factory = require("moonwatch.providers.factory")
 local resource = require("moonwatch.providers.resource")

@@ -342,6 +342,22 @@ end
 
 ---------------------------------------------------------------------------
 -- Resetting singletons
+--
+-- The DEPENDENTS of a provider are the singletons built from it: those whose
+-- construction resolved it, directly or through other providers (a cached
+-- singleton counts, so a reset travels on through it).
+-- Overriding a provider, removing the override (a handle or reset_override),
+-- Singleton:reset and Resource:shutdown each reset the provider's dependents
+-- (for an option, those of every option overlapping it), transitively, and
+-- never the singletons it was built from. An override keeps the provider's
+-- own instance (a built Singleton, an initialised Resource) for after it.
+-- A Resource is never a dependent: it is shut down explicitly, not reset.
+--
+-- dependency-injector resets nothing on override, so a singleton built
+-- before it keeps the real dependency; its `reset()` drops one singleton and
+-- `full_reset()` that one and the singletons it was built from. Resetting
+-- dependents on override is what makes a spec override reach a singleton
+-- that is already built.
 
 --- Reset every singleton that was built from `p`, and theirs in turn.
 ---@param p table
@@ -383,7 +399,8 @@ local function remove_entry(p, entry)
   end
 end
 
---- Remove this handle's overrides (later calls do nothing).
+--- Remove this handle's overrides (later calls do nothing), resetting the
+--- singletons built from each overridden provider.
 function Handle:remove()
   local entries = self.entries
   self.entries = {}
@@ -422,11 +439,7 @@ function M.handle(entries)
   return setmetatable({ entries = entries }, Handle)
 end
 
----@return moonwatch.OverrideHandle
-function M.override(p, value)
-  return M.handle({ { p, M.push_override(p, value) } })
-end
-
+--- Remove every override of `p`; when there was one, reset its dependents.
 function M.reset_override(p)
   local st = rawget(p, STATE)
   if #st.overrides > 0 then
@@ -460,12 +473,18 @@ M.Base = Base
 
 --- Override this provider: a plain value is returned as is, a provider is
 --- called instead. Overrides stack; the handle removes exactly this one.
---- Singletons built from this provider are reset now and on removal.
+--- The singletons built from this provider (its dependents, transitively)
+--- are reset now and again on removal, so an override reaches a singleton
+--- already built and does not outlive its handle in one. The provider's own
+--- instance (a built Singleton, an initialised Resource) is kept for after
+--- the override. dependency-injector resets nothing on override.
 ---@param value any
 ---@return moonwatch.OverrideHandle
 function Base:override(value) return M.handle({ { self, M.push_override(self, value) } }) end
 
---- Remove every override of this provider.
+--- Remove every override of this provider and, when there was one, reset
+--- the singletons built from it (as removing each handle would). Nothing is
+--- reset when it was not overridden.
 function Base:reset_override() M.reset_override(self) end
 
 ---@return boolean

@@ -38,38 +38,34 @@ end
 
 ---------------------------------------------------------------------------
 
+-- Factory and Callable are one implementation under two kind names. Lua has
+-- no class/function split for them to differ on; both names stay because
+-- monitors.lua reads like the dependency-injector container it is modelled
+-- on, and the kind shows in chains (`<Callable>`) and error messages.
+local function calling_kind(kind, what)
+  local mt = core.class(kind, core.methods(), {
+    provide = function(_, st, ...) return build(st, core.call_kwargs(...)) end,
+  })
+  return function(ctor, kwargs)
+    return core.new(mt, new_state(kind, ctor, kwargs, what))
+  end
+end
+
 ---@class moonwatch.Factory : moonwatch.Provider
 ---@overload fun(kwargs?: table): any
-local FactoryMethods = core.methods()
-
-local FactoryMT = core.class("Factory", FactoryMethods, {
-  provide = function(_, st, ...) return build(st, core.call_kwargs(...)) end,
-})
-
---- A new object per call: `ctor(kwargs)`, injected providers resolved at call
---- time, call-time keyword arguments winning over injected ones.
----@param ctor function|table callable
----@param kwargs table? keyword arguments; provider values are injected
----@return moonwatch.Factory
-function M.Factory(ctor, kwargs)
-  return core.new(FactoryMT, new_state("Factory", ctor, kwargs, "constructor"))
-end
 
 ---@class moonwatch.Callable : moonwatch.Provider
 ---@overload fun(kwargs?: table): any
-local CallableMethods = core.methods()
 
-local CallableMT = core.class("Callable", CallableMethods, {
-  provide = function(_, st, ...) return build(st, core.call_kwargs(...)) end,
-})
+--- A new object per call: `ctor(kwargs)`, injected providers resolved at call
+--- time, call-time keyword arguments winning over injected ones.
+---@type fun(ctor: function|table, kwargs?: table): moonwatch.Factory
+M.Factory = calling_kind("Factory", "constructor")
 
---- Call `fn(kwargs)` on every call and return its result (like Factory).
----@param fn function|table callable
----@param kwargs table?
----@return moonwatch.Callable
-function M.Callable(fn, kwargs)
-  return core.new(CallableMT, new_state("Callable", fn, kwargs, "function"))
-end
+--- Call `fn(kwargs)` on every call and return its result: Factory, for a
+--- plain function.
+---@type fun(fn: function|table, kwargs?: table): moonwatch.Callable
+M.Callable = calling_kind("Callable", "function")
 
 ---------------------------------------------------------------------------
 
@@ -78,7 +74,11 @@ end
 local SingletonMethods = core.methods()
 
 --- Drop the built instance (the next call builds again) and reset the
---- singletons that were built from it.
+--- singletons built from it, transitively, so none keeps the dropped one.
+--- The singletons it was built from keep theirs. dependency-injector's
+--- `reset()` drops this instance only, and `full_reset()` also those it was
+--- built from; there is no `full_reset()` here (`container:reset_singletons()`
+--- resets them all).
 function SingletonMethods:reset()
   local st = core.state(self)
   st.built, st.instance = false, nil
@@ -97,7 +97,7 @@ local SingletonMT = core.class("Singleton", SingletonMethods, {
     st.built, st.instance = true, instance
     return instance
   end,
-  reset = function(p)
+  reset = function(p)  -- core.reset_dependents walks on to the dependents itself
     local st = core.state(p)
     st.built, st.instance = false, nil
   end,

@@ -7,6 +7,8 @@
 --- Unlike a Singleton, a Resource is not re-initialised when a provider it
 --- was built from is overridden (shutting down has side effects): specs that
 --- initialise resources shut them down afterwards (`local c <close> = def()`).
+--- Overriding a Resource itself resets the singletons built from it and
+--- keeps it initialised, for after the override.
 local core = require("moonwatch.providers.core")
 
 local M = {}
@@ -24,8 +26,10 @@ local Methods = core.methods()
 function Methods:init() return self() end
 
 --- Shut the resource down (no-op when not initialised) and reset the
---- singletons that were built from it. Errors from the shutdown function
---- propagate; the resource counts as shut down either way.
+--- singletons built from it, transitively, so that none keeps the closed
+--- resource; the resources and singletons it was built from are kept.
+--- (dependency-injector's `shutdown()` resets no singleton.) Errors from the
+--- shutdown function propagate; the resource counts as shut down either way.
 function Methods:shutdown()
   local st = core.state(self)
   if not st.initialized then return end
