@@ -6,6 +6,9 @@
 #include "http.h"
 
 #define HTTP_ENDPOINT_BUCKETS 4096
+#define HTTP_POOL_IDLE_MAX 256
+#define HTTP_BODY_KEEP_MAX (64 * 1024) /* larger body buffers are not pooled */
+#define HTTP_HEAD_KEEP_MAX (16 * 1024)
 
 struct http_endpoint {
   http_endpoint *next;

@@ -11,10 +11,6 @@
 
 #include "http_private.h"
 
-#define POOL_IDLE_MAX 256
-#define BODY_KEEP_MAX (64 * 1024) /* larger body buffers are not pooled */
-#define HEAD_KEEP_MAX (16 * 1024)
-
 static int buf_append(mw_buf *b, const char *data, size_t len, size_t limit) {
   if (b->len + len > b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 4096;
@@ -168,16 +164,16 @@ void transfer_release(mw_transfer *t) {
   transfer_stop(t);
   t->done = NULL;
   t->done_data = NULL;
-  if (http->idle_count >= POOL_IDLE_MAX) {
+  if (http->idle_count >= HTTP_POOL_IDLE_MAX) {
     transfer_free(t);
     return;
   }
-  if (t->body.cap > BODY_KEEP_MAX) {
+  if (t->body.cap > HTTP_BODY_KEEP_MAX) {
     free(t->body.data);
     t->body.data = NULL;
     t->body.cap = 0;
   }
-  if (t->head.cap > HEAD_KEEP_MAX) {
+  if (t->head.cap > HTTP_HEAD_KEEP_MAX) {
     free(t->head.data);
     t->head.data = NULL;
     t->head.cap = 0;

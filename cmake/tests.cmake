@@ -7,17 +7,36 @@ set(SANITIZER_ENV
   "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
   "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/cmake/lsan.supp:print_suppressions=0")
 
+# C unit tests, one per layer. Each links its unit and the layers below it
+# (never the whole core), so a test that needs a higher layer does not link.
+set(UNIT_log c/log.c)
+set(UNIT_dns_cache c/dns_cache.c)
+set(UNIT_tick_heap c/tick_heap.c)
+set(UNIT_loop c/loop.c)
+set(UNIT_task c/task.c c/watchdog.c ${UNIT_loop})
+set(UNIT_transfer c/transfer.c c/http.c c/resolver.c ${UNIT_dns_cache} ${UNIT_loop})
+
 if(CMOCKA_FOUND)
   file(GLOB C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/c/test/*_test.c)
   foreach(test_src ${C_TESTS})
     get_filename_component(name ${test_src} NAME_WE)
     string(REGEX REPLACE "_test$" "" unit ${name})
-    add_executable(${name} ${test_src} ${CMAKE_SOURCE_DIR}/c/${unit}.c)
+    if(NOT DEFINED UNIT_${unit})
+      message(FATAL_ERROR "c/test/${name}.c: say in cmake/tests.cmake what it links (UNIT_${unit})")
+    endif()
+    list(TRANSFORM UNIT_${unit} PREPEND ${CMAKE_SOURCE_DIR}/ OUTPUT_VARIABLE unit_sources)
+    add_executable(${name} ${test_src} ${unit_sources})
+    target_compile_definitions(${name} PRIVATE MOONWATCH_VERSION="test")
     target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/c)
-    target_link_libraries(${name} PRIVATE PkgConfig::CMOCKA)
+    target_link_libraries(${name} PRIVATE PkgConfig::CMOCKA PkgConfig::LUA PkgConfig::UV
+                                          PkgConfig::CURL PkgConfig::CARES m)
     add_test(NAME c_${unit} COMMAND ${name})
     set_tests_properties(c_${unit} PROPERTIES ENVIRONMENT "${SANITIZER_ENV}")
   endforeach()
+else()
+  add_test(NAME missing_cmocka COMMAND ${CMAKE_COMMAND} -E echo
+    "cmocka is not installed: run scripts/deps test (Debian package libcmocka-dev)")
+  set_tests_properties(missing_cmocka PROPERTIES PASS_REGULAR_EXPRESSION "^$")
 endif()
 
 # A tool that is missing fails its test loudly rather than skipping it; the
