@@ -54,6 +54,7 @@ build = {
         "c/signals.c",
         "c/sleep.c",
         "c/task.c",
+        "c/tick_heap.c",
         "c/transfer.c",
         "c/watchdog.c",
       },

@@ -74,3 +74,18 @@ if(NOT MOONWATCH_SANITIZE)
     add_test(NAME clang_format COMMAND ${CLANG_FORMAT} --dry-run -Werror ${C_FILES})
   endif()
 endif()
+
+# The layers: no C file calls a function of a higher layer (cmake/layers.lua
+# reads gcc's call graphs of the core, built once more for it).
+if(NOT MOONWATCH_SANITIZE AND CMAKE_C_COMPILER_ID STREQUAL "GNU")
+  file(GLOB LAYER_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/c/*.c)
+  add_library(mw_callgraph OBJECT ${LAYER_SOURCES})
+  target_compile_options(mw_callgraph PRIVATE -fcallgraph-info)
+  target_compile_definitions(mw_callgraph PRIVATE MOONWATCH_VERSION="callgraph"
+                                                  MOONWATCH_LUA_DIR="")
+  target_include_directories(mw_callgraph PRIVATE ${LUA_INCLUDE_DIRS} ${UV_INCLUDE_DIRS}
+                                                  ${CURL_INCLUDE_DIRS} ${CARES_INCLUDE_DIRS})
+  require_tool(LUA_FOR_LAYERS lua5.4 lua5.4)
+  add_test(NAME layers COMMAND ${LUA_FOR_LAYERS} ${CMAKE_SOURCE_DIR}/cmake/layers.lua
+    ${CMAKE_BINARY_DIR}/CMakeFiles/mw_callgraph.dir)
+endif()
