@@ -143,10 +143,10 @@ static void report_failure(mw_dispatcher *d, slot *s, mw_task *task) {
 static void slot_check_done(mw_task *task, void *data) {
   slot *s = data;
   s->running = NULL;
-  if (task->state == TASK_FAILED) {
+  if (task->state == MW_TASK_FAILED) {
     s->d->failed++;
     report_failure(s->d, s, task);
-  } else if (task->state == TASK_CANCELLED) {
+  } else if (task->state == MW_TASK_CANCELLED) {
     s->d->cancelled++;
   } else if (task->nresults > 0 && !lua_toboolean(task->co, -task->nresults)) {
     s->d->down++; /* check returned nil or false: what it watches is down */
@@ -320,7 +320,7 @@ static int l_add(lua_State *L) {
   if (lua_getfield(L, 3, "cpu_budget") != LUA_TNIL) {
     budget_ns = task_check_budget(L, -1, "dispatcher:add: cpu_budget");
     if (!budget_ns)
-      budget_ns = TASK_NO_BUDGET;
+      budget_ns = MW_TASK_NO_BUDGET;
   }
   lua_pop(L, 1);
   if (d->n == d->cap) {

@@ -5,18 +5,18 @@
 #include "dns_cache.h"
 #include "hash.h"
 
-struct dns_cache_entry {
-  dns_cache_entry *next;
+struct mw_dns_entry {
+  mw_dns_entry *next;
   uint64_t expires_ms;
   char *addrs;
   char host[];
 };
 
 void dns_cache_clear(mw_dns_cache *c) {
-  for (int i = 0; i < DNS_CACHE_BUCKETS; i++) {
-    dns_cache_entry *e = c->buckets[i];
+  for (int i = 0; i < MW_DNS_CACHE_BUCKETS; i++) {
+    mw_dns_entry *e = c->buckets[i];
     while (e) {
-      dns_cache_entry *next = e->next;
+      mw_dns_entry *next = e->next;
       free(e->addrs);
       free(e);
       e = next;
@@ -30,13 +30,13 @@ void dns_cache_put(mw_dns_cache *c, const char *host, const char *addrs, int ttl
                    uint64_t now_ms) {
   if (!c->enabled || ttl_s <= 0)
     return;
-  if (c->count >= DNS_CACHE_MAX)
+  if (c->count >= MW_DNS_CACHE_MAX)
     dns_cache_clear(c);
-  uint32_t b = hash_string(host) % DNS_CACHE_BUCKETS;
+  uint32_t b = hash_string(host) % MW_DNS_CACHE_BUCKETS;
   uint64_t ttl_ms = (uint64_t)ttl_s * 1000;
-  if (ttl_ms > DNS_CACHE_TTL_MAX_MS)
-    ttl_ms = DNS_CACHE_TTL_MAX_MS;
-  for (dns_cache_entry *e = c->buckets[b]; e; e = e->next) {
+  if (ttl_ms > MW_DNS_CACHE_TTL_MAX_MS)
+    ttl_ms = MW_DNS_CACHE_TTL_MAX_MS;
+  for (mw_dns_entry *e = c->buckets[b]; e; e = e->next) {
     if (strcmp(e->host, host) == 0) {
       char *copy = strdup(addrs);
       if (!copy)
@@ -48,7 +48,7 @@ void dns_cache_put(mw_dns_cache *c, const char *host, const char *addrs, int ttl
     }
   }
   size_t len = strlen(host);
-  dns_cache_entry *e = malloc(sizeof *e + len + 1);
+  mw_dns_entry *e = malloc(sizeof *e + len + 1);
   if (!e)
     return;
   e->addrs = strdup(addrs);
@@ -66,9 +66,9 @@ void dns_cache_put(mw_dns_cache *c, const char *host, const char *addrs, int ttl
 const char *dns_cache_get(mw_dns_cache *c, const char *host, uint64_t now_ms) {
   if (!c->enabled)
     return NULL;
-  uint32_t b = hash_string(host) % DNS_CACHE_BUCKETS;
-  for (dns_cache_entry **p = &c->buckets[b]; *p; p = &(*p)->next) {
-    dns_cache_entry *e = *p;
+  uint32_t b = hash_string(host) % MW_DNS_CACHE_BUCKETS;
+  for (mw_dns_entry **p = &c->buckets[b]; *p; p = &(*p)->next) {
+    mw_dns_entry *e = *p;
     if (strcmp(e->host, host) != 0)
       continue;
     if (e->expires_ms > now_ms)

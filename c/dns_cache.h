@@ -5,21 +5,21 @@
 
 #include <stdint.h>
 
-#define DNS_CACHE_BUCKETS 1024
+#define MW_DNS_CACHE_BUCKETS 1024
 /* Past this many names the cache starts over: bounded whatever names
  * redirects lead to. */
-#define DNS_CACHE_MAX 4096
-#define DNS_CACHE_TTL_MAX_MS 300000
+#define MW_DNS_CACHE_MAX 4096
+#define MW_DNS_CACHE_TTL_MAX_MS 300000
 
-typedef struct dns_cache_entry dns_cache_entry;
+typedef struct mw_dns_entry mw_dns_entry;
 
 typedef struct {
   int enabled;
   int count;
-  dns_cache_entry *buckets[DNS_CACHE_BUCKETS];
+  mw_dns_entry *buckets[MW_DNS_CACHE_BUCKETS];
 } mw_dns_cache;
 
-/* Keeps addrs for host for ttl_s seconds (at most DNS_CACHE_TTL_MAX_MS);
+/* Keeps addrs for host for ttl_s seconds (at most MW_DNS_CACHE_TTL_MAX_MS);
  * nothing when disabled, when ttl_s <= 0 or when out of memory. */
 void dns_cache_put(mw_dns_cache *c, const char *host, const char *addrs, int ttl_s,
                    uint64_t now_ms);

@@ -20,15 +20,15 @@
 
 /* A curl socket, registered with the loop (owner: the mw_http). */
 typedef struct {
-  loop_fd w; /* first: the registry's pointer is the socket's */
-  int want;  /* what curl asked to watch */
-  int idle;  /* curl does not watch it now: an idle cached connection */
+  mw_fd w;  /* first: the registry's pointer is the socket's */
+  int want; /* what curl asked to watch */
+  int idle; /* curl does not watch it now: an idle cached connection */
   mw_http *http;
 } http_socket;
 
 static const char http_key = 'H';
 
-static void socket_free(loop_fd *w) {
+static void socket_free(mw_fd *w) {
   free(w);
 }
 
@@ -56,7 +56,7 @@ static void http_drain(mw_http *http) {
   }
 }
 
-static void http_on_poll(loop_fd *w, int status, int events) {
+static void http_on_poll(mw_fd *w, int status, int events) {
   http_socket *sock = (http_socket *)w;
   mw_http *http = sock->http;
   if (sock->idle) {
@@ -175,7 +175,7 @@ curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose, struct cur
  * request): its poll goes first, so epoll never watches a closed fd. */
 int http_on_closesocket(void *clientp, curl_socket_t fd) {
   mw_http *http = clientp;
-  loop_fd *w = loop_fd_find(http->loop, fd, http);
+  mw_fd *w = loop_fd_find(http->loop, fd, http);
   if (w)
     loop_fd_close(w);
   return close(fd);
@@ -246,11 +246,11 @@ static void http_size_cache(mw_http *http) {
   }
 }
 
-http_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port) {
+mw_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port) {
   char key[512];
   snprintf(key, sizeof key, "%s:%ld", host, port);
-  uint32_t b = hash_string(key) % HTTP_ENDPOINT_BUCKETS;
-  http_endpoint *e = http->endpoints[b];
+  uint32_t b = hash_string(key) % MW_HTTP_ENDPOINT_BUCKETS;
+  mw_endpoint *e = http->endpoints[b];
   while (e && strcmp(e->key, key) != 0)
     e = e->next;
   if (!e) {
@@ -287,10 +287,10 @@ void http_count_transfer(mw_http *http, int delta) {
   }
 }
 
-void http_endpoint_unref(mw_http *http, http_endpoint *e) {
+void http_endpoint_unref(mw_http *http, mw_endpoint *e) {
   if (!e || --e->refs > 0)
     return;
-  http_endpoint **p = &http->endpoints[e->bucket];
+  mw_endpoint **p = &http->endpoints[e->bucket];
   while (*p != e)
     p = &(*p)->next;
   *p = e->next;
@@ -305,9 +305,9 @@ static void http_close(mw_loop *loop, void *data) {
   transfer_pool_free(http);
   curl_multi_cleanup(http->multi);
   http->multi = NULL;
-  for (int b = 0; b < HTTP_ENDPOINT_BUCKETS; b++) {
+  for (int b = 0; b < MW_HTTP_ENDPOINT_BUCKETS; b++) {
     while (http->endpoints[b]) {
-      http_endpoint *e = http->endpoints[b];
+      mw_endpoint *e = http->endpoints[b];
       http->endpoints[b] = e->next;
       free(e);
     }

@@ -17,15 +17,15 @@
 
 /* Response headers past this fail the transfer (curl's own limits are 100
  * KiB a line, 300 KiB in all). */
-#define HTTP_HEAD_MAX (256 * 1024)
+#define MW_HTTP_HEAD_MAX (256 * 1024)
 
 typedef struct mw_http mw_http;
 typedef struct mw_transfer mw_transfer;
-typedef struct http_endpoint http_endpoint;
+typedef struct mw_endpoint mw_endpoint;
 
 /* A transfer ended (result CURLE_OK: a response came); it is out of curl's
  * hands and may be started again or released from here. */
-typedef void (*transfer_done_fn)(mw_transfer *t, CURLcode result, void *data);
+typedef void (*mw_transfer_done_fn)(mw_transfer *t, CURLcode result, void *data);
 
 typedef struct {
   char *data;
@@ -38,7 +38,7 @@ struct mw_transfer {
   mw_buf body, head;
   size_t size;      /* body bytes received, kept or not */
   int truncated;    /* the body went past max_body */
-  int head_over;    /* the headers passed HTTP_HEAD_MAX: the transfer stopped */
+  int head_over;    /* the headers passed MW_HTTP_HEAD_MAX: the transfer stopped */
   int head_done;    /* the current response's header block has ended */
   int socket_errno; /* why the last socket could not be opened, or 0 */
   char errbuf[CURL_ERROR_SIZE];
@@ -51,7 +51,7 @@ struct mw_transfer {
   size_t max_body;
   size_t head_size; /* header bytes of the current response */
   int running;      /* in curl's hands */
-  transfer_done_fn done;
+  mw_transfer_done_fn done;
   void *done_data;
   mw_transfer *next; /* in the idle pool */
 };
@@ -65,8 +65,8 @@ uint64_t http_new_id(mw_http *http);
 
 /* A host:port that users point at, counted to size curl's connection cache.
  * NULL when out of memory. */
-http_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port);
-void http_endpoint_unref(mw_http *http, http_endpoint *e);
+mw_endpoint *http_endpoint_ref(mw_http *http, const char *host, long port);
+void http_endpoint_unref(mw_http *http, mw_endpoint *e);
 
 /* Borrows a transfer for the settings with id config; prefers one that holds
  * them already. *setup is set when they must be set on t->easy now (the
@@ -74,7 +74,7 @@ void http_endpoint_unref(mw_http *http, http_endpoint *e);
 mw_transfer *transfer_acquire(mw_http *http, uint64_t config, size_t max_body, int *setup);
 /* Clears the last response and hands the transfer to curl; done runs once
  * when it ends. Returns NULL, or why it could not start. */
-const char *transfer_start(mw_transfer *t, transfer_done_fn done, void *data);
+const char *transfer_start(mw_transfer *t, mw_transfer_done_fn done, void *data);
 /* Takes a running transfer back from curl; done does not run. */
 void transfer_stop(mw_transfer *t);
 /* Gives the transfer back to the pool (stopping it first if it runs). */

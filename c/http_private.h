@@ -5,13 +5,13 @@
 
 #include "http.h"
 
-#define HTTP_ENDPOINT_BUCKETS 4096
-#define HTTP_POOL_IDLE_MAX 256
-#define HTTP_BODY_KEEP_MAX (64 * 1024) /* larger body buffers are not pooled */
-#define HTTP_HEAD_KEEP_MAX (16 * 1024)
+#define MW_HTTP_ENDPOINT_BUCKETS 4096
+#define MW_HTTP_POOL_IDLE_MAX 256
+#define MW_HTTP_BODY_KEEP_MAX (64 * 1024) /* larger body buffers are not pooled */
+#define MW_HTTP_HEAD_KEEP_MAX (16 * 1024)
 
-struct http_endpoint {
-  http_endpoint *next;
+struct mw_endpoint {
+  mw_endpoint *next;
   int refs;
   uint32_t bucket;
   char key[];
@@ -22,7 +22,7 @@ struct mw_http {
   CURLM *multi;
   uv_timer_t *timer;
   long maxconnects;
-  http_endpoint *endpoints[HTTP_ENDPOINT_BUCKETS];
+  mw_endpoint *endpoints[MW_HTTP_ENDPOINT_BUCKETS];
   int nendpoints;
   int transfers; /* in curl's hands */
   int window_peak, prev_peak;
@@ -30,7 +30,7 @@ struct mw_http {
   uint64_t next_id;
   mw_transfer *idle; /* the transfer pool */
   int idle_count;
-  loop_hook closer;
+  mw_hook closer;
 };
 
 /* curl's socket callbacks for each easy handle (http.c). */

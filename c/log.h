@@ -2,8 +2,8 @@
  *
  * Pure C (no Lua, no libuv). A logger is not thread-safe: it owns a reusable
  * output buffer and a per-second time cache, so use one logger per thread. */
-#ifndef MOONWATCH_LOG_H
-#define MOONWATCH_LOG_H
+#ifndef MW_LOG_H
+#define MW_LOG_H
 
 #include <stdbool.h>
 #include <stddef.h>

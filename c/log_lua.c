@@ -30,7 +30,7 @@ struct bound_logger;
 
 /* Freed only in its close callback. */
 typedef struct {
-  loop_fd w;
+  mw_fd w;
   struct bound_logger *owner; /* NULL once the logger is collected */
 } log_watch;
 
@@ -46,7 +46,7 @@ static mw_list loggers = {&loggers, &loggers};
 static const char log_owner = 'W'; /* the registry owner of every watch */
 static const char hook_key = 'F';
 
-static void watch_free(loop_fd *w) {
+static void watch_free(mw_fd *w) {
   log_watch *lw = (log_watch *)w;
   if (lw->owner) { /* closed by the loop closing */
     lw->owner->watch = NULL;
@@ -68,7 +68,7 @@ static void watch_close(bound_logger *u) {
 
 static void watch_update(bound_logger *u);
 
-static void on_writable(loop_fd *w, int status, int events) {
+static void on_writable(mw_fd *w, int status, int events) {
   (void)events;
   bound_logger *u = ((log_watch *)w)->owner;
   if (!u)
@@ -498,7 +498,7 @@ void log_lua_register(lua_State *L) {
   mw_loop *loop = loop_get(L);
   if (!loop_ext(loop, &hook_key)) {
     /* Two hooks of one allocation: the flush each turn, and its closer. */
-    loop_hook *hooks = calloc(2, sizeof *hooks);
+    mw_hook *hooks = calloc(2, sizeof *hooks);
     if (!hooks)
       luaL_error(L, "moonwatch: out of memory");
     loop_hook_add(loop, &hooks[0], flush_hook, NULL);

@@ -12,7 +12,7 @@
 static const char loop_key = 'L';
 
 void *loop_ext(const mw_loop *loop, const void *key) {
-  for (int i = 0; i < LOOP_EXT_MAX; i++)
+  for (int i = 0; i < MW_LOOP_EXT_MAX; i++)
     if (loop->ext[i].key == key)
       return loop->ext[i].value;
   return NULL;
@@ -20,7 +20,7 @@ void *loop_ext(const mw_loop *loop, const void *key) {
 
 void loop_set_ext(mw_loop *loop, const void *key, void *value) {
   int free_slot = -1;
-  for (int i = 0; i < LOOP_EXT_MAX; i++) {
+  for (int i = 0; i < MW_LOOP_EXT_MAX; i++) {
     if (loop->ext[i].key == key) {
       loop->ext[i].value = value;
       return;
@@ -29,7 +29,7 @@ void loop_set_ext(mw_loop *loop, const void *key, void *value) {
       free_slot = i;
   }
   if (free_slot < 0) { /* a fixed set of modules: more is a bug */
-    fprintf(stderr, "moonwatch: more than %d modules keep state in the loop\n", LOOP_EXT_MAX);
+    fprintf(stderr, "moonwatch: more than %d modules keep state in the loop\n", MW_LOOP_EXT_MAX);
     abort();
   }
   loop->ext[free_slot].key = key;
@@ -38,25 +38,25 @@ void loop_set_ext(mw_loop *loop, const void *key, void *value) {
 
 /* Hooks and closers */
 
-void loop_hook_add(mw_loop *loop, loop_hook *hook, loop_hook_fn fn, void *data) {
+void loop_hook_add(mw_loop *loop, mw_hook *hook, mw_hook_fn fn, void *data) {
   hook->fn = fn;
   hook->data = data;
   list_push_back(&loop->hooks, &hook->link);
 }
 
-void loop_hook_remove(loop_hook *hook) {
+void loop_hook_remove(mw_hook *hook) {
   list_remove(&hook->link);
 }
 
 void loop_hooks_run(mw_loop *loop) {
   mw_list *node, *next;
   list_each(node, next, &loop->hooks) {
-    loop_hook *hook = list_entry(node, loop_hook, link);
+    mw_hook *hook = list_entry(node, mw_hook, link);
     hook->fn(loop, hook->data);
   }
 }
 
-void loop_at_close(mw_loop *loop, loop_hook *closer, loop_hook_fn fn, void *data) {
+void loop_at_close(mw_loop *loop, mw_hook *closer, mw_hook_fn fn, void *data) {
   closer->fn = fn;
   closer->data = data;
   list_push_back(&loop->closers, &closer->link);
@@ -71,18 +71,18 @@ static void loop_on_prepare(uv_prepare_t *prepare) {
 /* The fd registry */
 
 static void fd_on_poll(uv_poll_t *poll, int status, int events) {
-  loop_fd *w = poll->data;
+  mw_fd *w = poll->data;
   if (status < 0)
     w->events = 0; /* libuv stopped the poll */
   w->on_events(w, status, events);
 }
 
 static void fd_on_closed(uv_handle_t *handle) {
-  loop_fd *w = handle->data;
+  mw_fd *w = handle->data;
   w->on_close(w);
 }
 
-void loop_fd_close(loop_fd *w) {
+void loop_fd_close(mw_fd *w) {
   mw_loop *loop = w->loop;
   if (uv_is_closing((uv_handle_t *)&w->poll))
     return;
@@ -96,15 +96,15 @@ void loop_fd_forget(mw_loop *loop, int fd) {
     loop_fd_close(loop->fds[fd]);
 }
 
-int loop_fd_open(mw_loop *loop, loop_fd *w, int fd, const void *owner, loop_fd_cb on_events,
-                 loop_fd_close_cb on_close) {
+int loop_fd_open(mw_loop *loop, mw_fd *w, int fd, const void *owner, mw_fd_cb on_events,
+                 mw_fd_close_cb on_close) {
   if (fd < 0)
     return UV_EBADF;
   if (fd >= loop->fds_cap) {
     int cap = loop->fds_cap ? loop->fds_cap : 64;
     while (cap <= fd)
       cap *= 2;
-    loop_fd **grown = realloc(loop->fds, (size_t)cap * sizeof *grown);
+    mw_fd **grown = realloc(loop->fds, (size_t)cap * sizeof *grown);
     if (!grown)
       return UV_ENOMEM;
     memset(grown + loop->fds_cap, 0, (size_t)(cap - loop->fds_cap) * sizeof *grown);
@@ -127,7 +127,7 @@ int loop_fd_open(mw_loop *loop, loop_fd *w, int fd, const void *owner, loop_fd_c
   return 0;
 }
 
-int loop_fd_watch(loop_fd *w, int events) {
+int loop_fd_watch(mw_fd *w, int events) {
   if (events == w->events)
     return 0;
   w->events = events;
@@ -136,14 +136,14 @@ int loop_fd_watch(loop_fd *w, int events) {
   return uv_poll_start(&w->poll, events, fd_on_poll);
 }
 
-void loop_fd_keep_alive(loop_fd *w, int keep) {
+void loop_fd_keep_alive(mw_fd *w, int keep) {
   if (keep)
     uv_ref((uv_handle_t *)&w->poll);
   else
     uv_unref((uv_handle_t *)&w->poll);
 }
 
-loop_fd *loop_fd_find(const mw_loop *loop, int fd, const void *owner) {
+mw_fd *loop_fd_find(const mw_loop *loop, int fd, const void *owner) {
   if (fd < 0 || fd >= loop->fds_cap || !loop->fds[fd] || loop->fds[fd]->owner != owner)
     return NULL;
   return loop->fds[fd];
@@ -175,7 +175,7 @@ static int loop_gc(lua_State *L) {
   mw_list *last;
   while ((last = list_empty(&loop->closers) ? NULL : loop->closers.prev)) {
     list_remove(last);
-    loop_hook *closer = list_entry(last, loop_hook, link);
+    mw_hook *closer = list_entry(last, mw_hook, link);
     closer->fn(loop, closer->data);
   }
   for (int fd = 0; fd < loop->fds_cap; fd++)

@@ -20,33 +20,33 @@
 
 typedef struct mw_loop mw_loop;
 
-typedef void (*loop_hook_fn)(mw_loop *loop, void *data);
+typedef void (*mw_hook_fn)(mw_loop *loop, void *data);
 
 /* A hook or a closer; embedded in its owner, which keeps it alive while it is
  * registered. */
 typedef struct {
   mw_list link;
-  loop_hook_fn fn;
+  mw_hook_fn fn;
   void *data;
-} loop_hook;
+} mw_hook;
 
 /* A watched fd, embedded in its owner's socket state. Its uv_poll is the only
  * handle libuv has for the fd; it is freed only in on_close. */
-typedef struct loop_fd loop_fd;
-typedef void (*loop_fd_cb)(loop_fd *w, int status, int events);
-typedef void (*loop_fd_close_cb)(loop_fd *w);
+typedef struct mw_fd mw_fd;
+typedef void (*mw_fd_cb)(mw_fd *w, int status, int events);
+typedef void (*mw_fd_close_cb)(mw_fd *w);
 
-struct loop_fd {
+struct mw_fd {
   uv_poll_t poll;
   mw_loop *loop;
   int fd;
   int events;        /* what it watches now (0: stopped) */
   const void *owner; /* who opened it; lookups by anyone else miss */
-  loop_fd_cb on_events;
-  loop_fd_close_cb on_close;
+  mw_fd_cb on_events;
+  mw_fd_close_cb on_close;
 };
 
-#define LOOP_EXT_MAX 8
+#define MW_LOOP_EXT_MAX 8
 
 struct mw_loop {
   uv_loop_t uv;
@@ -56,12 +56,12 @@ struct mw_loop {
   /* the rest is the loop's own */
   uv_prepare_t prepare;
   mw_list hooks, closers;
-  loop_fd **fds;
+  mw_fd **fds;
   int fds_cap;
   struct {
     const void *key;
     void *value;
-  } ext[LOOP_EXT_MAX];
+  } ext[MW_LOOP_EXT_MAX];
 };
 
 /* Returns the loop of L's state, creating it on first use. */
@@ -76,32 +76,32 @@ void loop_set_ext(mw_loop *loop, const void *key, void *value);
 
 /* fn(loop, data) runs once per loop turn before the loop waits for I/O, and
  * from loop_hooks_run; removing a hook from inside a hook is allowed. */
-void loop_hook_add(mw_loop *loop, loop_hook *hook, loop_hook_fn fn, void *data);
-void loop_hook_remove(loop_hook *hook);
+void loop_hook_add(mw_loop *loop, mw_hook *hook, mw_hook_fn fn, void *data);
+void loop_hook_remove(mw_hook *hook);
 void loop_hooks_run(mw_loop *loop);
 /* fn(loop, data) runs when the loop closes, in reverse order of
  * registration. A closer frees what it owns; removing it first (with
  * loop_hook_remove) cancels it. */
-void loop_at_close(mw_loop *loop, loop_hook *closer, loop_hook_fn fn, void *data);
+void loop_at_close(mw_loop *loop, mw_hook *closer, mw_hook_fn fn, void *data);
 
 /* Starts watching fd for its owner: w is embedded in the owner's state and
  * on_close frees that. Returns 0, UV_EEXIST when fd is registered already
  * (by anyone), or another libuv error. */
-int loop_fd_open(mw_loop *loop, loop_fd *w, int fd, const void *owner, loop_fd_cb on_events,
-                 loop_fd_close_cb on_close);
+int loop_fd_open(mw_loop *loop, mw_fd *w, int fd, const void *owner, mw_fd_cb on_events,
+                 mw_fd_close_cb on_close);
 /* Watches events (UV_READABLE | UV_WRITABLE; 0 stops), touching epoll only
  * when they change. */
-int loop_fd_watch(loop_fd *w, int events);
+int loop_fd_watch(mw_fd *w, int events);
 /* Whether the fd keeps the loop running (it does from loop_fd_open). */
-void loop_fd_keep_alive(loop_fd *w, int keep);
+void loop_fd_keep_alive(mw_fd *w, int keep);
 /* The registration of fd by owner, or NULL. */
-loop_fd *loop_fd_find(const mw_loop *loop, int fd, const void *owner);
+mw_fd *loop_fd_find(const mw_loop *loop, int fd, const void *owner);
 /* fd is a socket its caller just opened: a registration left for its number
  * is stale (its socket was closed without loop_fd_close; the kernel reuses
  * a number only once it is free), and is closed now. */
 void loop_fd_forget(mw_loop *loop, int fd);
 /* Stops watching; on_close runs from the loop. Call it before closing fd. */
-void loop_fd_close(loop_fd *w);
+void loop_fd_close(mw_fd *w);
 /* Closes every fd owner has registered (at its shutdown). */
 void loop_fd_close_all(mw_loop *loop, const void *owner);
 

@@ -27,10 +27,10 @@ struct mw_request {
   mw_http *http;
   mw_resolver *resolver;
   uint64_t id;
-  http_endpoint *endpoint; /* of its own url */
-  mw_transfer *xfer;       /* while the transfer runs */
+  mw_endpoint *endpoint; /* of its own url */
+  mw_transfer *xfer;     /* while the transfer runs */
   request_phase phase;
-  request_done_fn done; /* of the perform in flight */
+  mw_request_done_fn done; /* of the perform in flight */
   void *done_data;
 
   /* settings, fixed at init */
@@ -171,14 +171,14 @@ static double seconds_since(uint64_t ns) {
 
 /* Makes the request idle and calls done. The transfer goes back to the pool
  * only after done returns: res and msg may point into it. */
-static void request_finish(mw_request *req, const request_response *res, const char *kind,
+static void request_finish(mw_request *req, const mw_response *res, const char *kind,
                            const char *msg) {
   mw_transfer *t = req->xfer;
   req->xfer = NULL;
   if (req->deadline)
     uv_timer_stop(req->deadline);
   req->phase = REQ_IDLE;
-  request_done_fn done = req->done;
+  mw_request_done_fn done = req->done;
   req->done = NULL;
   done(req, res, kind, msg, req->done_data);
   if (t)
@@ -207,7 +207,7 @@ static void request_fail(mw_request *req, const char *kind, const char *msg) {
 /* Phase times from curl's own counters, shifted by the time spent in DNS and
  * earlier redirect hops, and made monotonic (curl reports 0 for the phases a
  * reused connection skips). */
-static void response_times(mw_request *req, request_response *res) {
+static void response_times(mw_request *req, mw_response *res) {
   curl_off_t nl = 0, ct = 0, app = 0, st = 0, tt = 0;
   curl_easy_getinfo(req->xfer->easy, CURLINFO_NAMELOOKUP_TIME_T, &nl);
   curl_easy_getinfo(req->xfer->easy, CURLINFO_CONNECT_TIME_T, &ct);
@@ -234,7 +234,7 @@ static void response_times(mw_request *req, request_response *res) {
 
 static void request_succeed(mw_request *req, long status) {
   mw_transfer *t = req->xfer;
-  request_response res;
+  mw_response res;
   memset(&res, 0, sizeof res);
   res.status = status;
   res.head = t->head.data ? t->head.data : "";
@@ -458,7 +458,7 @@ static const char *failure_message(mw_request *req, CURLcode result, const char 
   }
   if (result == CURLE_WRITE_ERROR && t->head_over) {
     *kind = "protocol";
-    snprintf(buf, size, "the response headers exceeded the limit of %d bytes", HTTP_HEAD_MAX);
+    snprintf(buf, size, "the response headers exceeded the limit of %d bytes", MW_HTTP_HEAD_MAX);
     return buf;
   }
   /* curl's buffer for one header line stops at 100 KiB and says only "Out of
@@ -657,7 +657,7 @@ const char *request_check_url(const char *url) {
 }
 
 const char *request_init(mw_request *req, mw_http *http, mw_resolver *resolver,
-                         request_options *o) {
+                         mw_request_options *o) {
   memset(req, 0, sizeof *req);
   req->headers_list = o->headers;
   o->headers = NULL;
@@ -717,7 +717,8 @@ void request_free(mw_request *req) {
   req->http = NULL;
 }
 
-const char *request_perform(mw_request *req, request_done_fn done, void *data, const char **kind) {
+const char *request_perform(mw_request *req, mw_request_done_fn done, void *data,
+                            const char **kind) {
   if (req->hop_url) { /* the last perform was redirected */
     url_parts own = {0};
     if (url_parse(req->url, &own) != NULL) {

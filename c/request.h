@@ -27,7 +27,7 @@ typedef struct {
   long max_redirects;
   size_t max_body;
   struct curl_slist *headers;
-} request_options;
+} mw_request_options;
 
 /* What a successful perform got. The pointers are valid while done runs. */
 typedef struct {
@@ -41,18 +41,19 @@ typedef struct {
   long connects;
   /* seconds from the start of the perform to the end of each phase */
   double dns, connect, tls, first_byte, total, redirect;
-} request_response;
+} mw_response;
 
 /* Exactly one of res (a response) and kind/message (a failure: kind is one
  * of the documented failure kinds) is set. The request is idle again. */
-typedef void (*request_done_fn)(mw_request *req, const request_response *res, const char *kind,
-                                const char *message, void *data);
+typedef void (*mw_request_done_fn)(mw_request *req, const mw_response *res, const char *kind,
+                                   const char *message, void *data);
 
 /* The bytes a request needs; the caller provides them to request_init. */
 size_t request_size(void);
 /* Sets up req from o; NULL, or why the options cannot be used (req then
  * holds nothing: request_free is not needed). */
-const char *request_init(mw_request *req, mw_http *http, mw_resolver *resolver, request_options *o);
+const char *request_init(mw_request *req, mw_http *http, mw_resolver *resolver,
+                         mw_request_options *o);
 /* Aborts a perform in flight and frees the settings. */
 void request_free(mw_request *req);
 /* NULL, or why url cannot be requested (scheme, syntax, bytes). */
@@ -60,7 +61,8 @@ const char *request_check_url(const char *url);
 
 /* Starts a perform. Returns NULL when it runs (done will be called from the
  * loop), or why it could not start (*kind set; done will not be called). */
-const char *request_perform(mw_request *req, request_done_fn done, void *data, const char **kind);
+const char *request_perform(mw_request *req, mw_request_done_fn done, void *data,
+                            const char **kind);
 /* Stops a perform in flight without calling done. */
 void request_abort(mw_request *req);
 int request_busy(const mw_request *req);

@@ -40,7 +40,7 @@ typedef struct {
   mw_http *http;
   mw_resolver *resolver;
   mw_list inflight;
-  loop_hook closer;
+  mw_hook closer;
 } request_set;
 
 /* A request object's userdata: its Lua side, then the request itself. */
@@ -163,7 +163,7 @@ static void set_number(lua_State *co, const char *key, double value) {
   lua_setfield(co, -2, key);
 }
 
-static void push_response(lua_State *co, const request_response *res) {
+static void push_response(lua_State *co, const mw_response *res) {
   lua_checkstack(co, 8);
   lua_createtable(co, 0, 12);
   lua_pushinteger(co, res->status);
@@ -197,8 +197,8 @@ static void push_response(lua_State *co, const request_response *res) {
 
 /* Performs */
 
-static void on_done(mw_request *req, const request_response *res, const char *kind,
-                    const char *message, void *data) {
+static void on_done(mw_request *req, const mw_response *res, const char *kind, const char *message,
+                    void *data) {
   (void)req;
   request_ud *u = data;
   mw_task *task = u->task;
@@ -409,7 +409,7 @@ static struct curl_slist *opt_headers(lua_State *L) {
 
 /* Reads and checks every option but headers and the URL's parts; raises
  * the error a bad one gives. */
-static void options_read(lua_State *L, request_options *o) {
+static void options_read(lua_State *L, mw_request_options *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   lua_pushnil(L);
@@ -461,7 +461,7 @@ static void options_read(lua_State *L, request_options *o) {
 /* core.http_check(options) -> true: raises the error http_prepare would,
  * without preparing anything (for --check and monitor constructors). */
 static int l_check(lua_State *L) {
-  request_options o;
+  mw_request_options o;
   options_read(L, &o);
   curl_slist_free_all(opt_headers(L));
   const char *err = request_check_url(o.url);
@@ -473,7 +473,7 @@ static int l_check(lua_State *L) {
 
 /* core.http_prepare(options) -> request */
 static int l_prepare(lua_State *L) {
-  request_options o;
+  mw_request_options o;
   options_read(L, &o);
   request_set *set = set_get(L);
   request_ud *u = lua_newuserdatauv(L, sizeof *u + request_size(), 0);

@@ -21,13 +21,13 @@
 
 /* A c-ares socket, watched through the loop's fd registry. */
 typedef struct {
-  loop_fd w;
+  mw_fd w;
   mw_resolver *r;
 } dns_poll;
 
 struct mw_dns_query {
   mw_resolver *resolver;
-  resolver_cb cb; /* NULL once cancelled */
+  mw_resolver_cb cb; /* NULL once cancelled */
   void *data;
   int starting; /* inside resolver_start: answers are handed back there */
   int sync_done;
@@ -44,7 +44,7 @@ struct mw_resolver {
   char *servers;    /* csv for ares_set_servers_ports_csv, or NULL */
   int timeout_ms, tries;
   char error[256]; /* the reason of the last lookup that failed at once */
-  loop_hook closer;
+  mw_hook closer;
   mw_dns_cache cache;
 };
 
@@ -58,7 +58,7 @@ static void timer_free(uv_handle_t *handle) {
   free(handle);
 }
 
-static void poll_free(loop_fd *w) {
+static void poll_free(mw_fd *w) {
   free(w); /* the first member of its dns_poll */
 }
 
@@ -88,7 +88,7 @@ static void resolver_on_timer(uv_timer_t *timer) {
     resolver_rearm(r);
 }
 
-static void resolver_on_poll(loop_fd *w, int status, int events) {
+static void resolver_on_poll(mw_fd *w, int status, int events) {
   mw_resolver *r = ((dns_poll *)w)->r;
   ares_socket_t fd = w->fd;
   int readable = status < 0 || (events & UV_READABLE);
@@ -100,7 +100,7 @@ static void resolver_on_poll(loop_fd *w, int status, int events) {
 
 static void resolver_on_sock_state(void *data, ares_socket_t fd, int readable, int writable) {
   mw_resolver *r = data;
-  loop_fd *w = loop_fd_find(r->loop, fd, r);
+  mw_fd *w = loop_fd_find(r->loop, fd, r);
   if (!readable && !writable) {
     if (w)
       loop_fd_close(w);
@@ -208,7 +208,7 @@ static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo
     r->live_queries--;
   char addrs[ADDRS_MAX * (INET6_ADDRSTRLEN + 3)];
   size_t len = 0;
-  int ttl = DNS_CACHE_TTL_MAX_MS / 1000;
+  int ttl = MW_DNS_CACHE_TTL_MAX_MS / 1000;
   if (status == ARES_SUCCESS && res) {
     /* IPv4 first: curl tries the first family first and falls back to the
      * other after its happy-eyeballs delay. */
@@ -258,7 +258,7 @@ static int name_is_under(const char *host, const char *name) {
          (len > n && host[len - n - 1] == '.' && strncasecmp(host + len - n, name, n) == 0);
 }
 
-mw_dns_query *resolver_start(mw_resolver *r, const char *host, resolver_cb cb, void *data,
+mw_dns_query *resolver_start(mw_resolver *r, const char *host, mw_resolver_cb cb, void *data,
                              char **addrs, const char **error) {
   *addrs = NULL;
   /* RFC 6761: .invalid never resolves and localhost is the loopback, with

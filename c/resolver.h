@@ -11,7 +11,7 @@ typedef struct mw_dns_query mw_dns_query;
 
 /* addrs is a comma-separated list in curl's CURLOPT_RESOLVE form (IPv6 in
  * brackets); on failure addrs is NULL and error names the kind and cause. */
-typedef void (*resolver_cb)(void *data, const char *addrs, const char *error);
+typedef void (*mw_resolver_cb)(void *data, const char *addrs, const char *error);
 
 /* The loop's resolver, made on first use (it closes with the loop). NULL and
  * *error when c-ares cannot start. */
@@ -21,7 +21,7 @@ const char *resolver_cached(mw_resolver *r, const char *host);
 /* Starts a lookup; cb runs from the loop later, never from inside this call.
  * Returns NULL when the lookup ended at once: then *addrs (malloc'd, the
  * caller frees it) holds the answer, or *error says why it failed. */
-mw_dns_query *resolver_start(mw_resolver *r, const char *host, resolver_cb cb, void *data,
+mw_dns_query *resolver_start(mw_resolver *r, const char *host, mw_resolver_cb cb, void *data,
                              char **addrs, const char **error);
 /* The callback will not run; the query itself ends in c-ares's own time. */
 void resolver_cancel(mw_dns_query *query);

@@ -20,7 +20,7 @@ typedef struct {
   uv_async_t *stop; /* woken by the SIGTERM/SIGINT handler */
   uv_signal_t *each[NREPEATABLE];
   int handler_ref;
-  loop_hook closer;
+  mw_hook closer;
 } mw_signals;
 
 static const char signals_key = 'G';

@@ -29,7 +29,7 @@ typedef struct mw_sched {
   int tasks_alive;
   int running;            /* inside core.run */
   uint64_t cpu_budget_ns; /* default CPU budget of a task's resume; 0: none */
-  loop_hook closer;
+  mw_hook closer;
 } mw_sched;
 
 static const char sched_key = 'S';
@@ -66,7 +66,7 @@ static const char *const state_names[] = {"ready", "running", "waiting",
                                           "done",  "failed",  "cancelled"};
 
 int task_is_final(const mw_task *task) {
-  return task->state >= TASK_DONE;
+  return task->state >= MW_TASK_DONE;
 }
 
 static void ready_process(uv_idle_t *idle) {
@@ -87,7 +87,7 @@ static void ready_process(uv_idle_t *idle) {
 
 static void ready_push(mw_task *task) {
   mw_sched *s = task->sched;
-  task->state = TASK_READY;
+  task->state = MW_TASK_READY;
   list_push_back(&s->ready, &task->ready_link);
   if (!uv_is_active((uv_handle_t *)&s->ready_idle))
     uv_idle_start(&s->ready_idle, ready_process);
@@ -107,7 +107,7 @@ static void task_finish(mw_task *task, mw_task_state state) {
   s->tasks_alive--;
   list_remove(&task->alive_link);
   if (task->on_done) {
-    task_done_fn done = task->on_done;
+    mw_task_done_fn done = task->on_done;
     task->on_done = NULL;
     done(task, task->on_done_data);
   }
@@ -133,7 +133,7 @@ mw_task *task_new(lua_State *L, int nargs) {
   task->sched = s;
   task->co = co;
   list_init(&task->ready_link);
-  task->state = TASK_READY;
+  task->state = MW_TASK_READY;
   luaL_setmetatable(L, TASK_MT);
   lua_rotate(L, -2, 1); /* ... fn args task thread */
   lua_setiuservalue(L, -2, 1);
@@ -164,7 +164,7 @@ mw_task *task_new_pooled(lua_State *L, int nargs) {
   lua_xmove(L, task->co, nargs + 1);
   lua_pushvalue(L, -1);
   task->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  task->state = TASK_READY;
+  task->state = MW_TASK_READY;
   task->nargs = nargs;
   task->nresults = 0;
   task->cancel_requested = 0;
@@ -199,25 +199,25 @@ static void task_fail_overrun(mw_task *task, uint64_t budget) {
   lua_concat(co, 2);
   luaL_traceback(co, co, lua_tostring(co, -1), 0);
   task->nresults = 2;
-  task_finish(task, TASK_FAILED);
+  task_finish(task, MW_TASK_FAILED);
 }
 
 void task_resume(mw_task *task, int nargs) {
   mw_sched *s = task->sched;
   mw_task *outer = s->current;
   int nres = 0;
-  task->state = TASK_RUNNING;
+  task->state = MW_TASK_RUNNING;
   task->wait_cancel = NULL;
   task->wait_data = NULL;
   s->current = task;
   uint64_t budget = task->budget_ns ? task->budget_ns : s->cpu_budget_ns;
-  if (budget == TASK_NO_BUDGET)
+  if (budget == MW_TASK_NO_BUDGET)
     budget = 0;
-  watchdog_state saved = watchdog_arm(task->co, budget, WATCHDOG_YIELD);
+  mw_watchdog_state saved = watchdog_arm(task->co, budget, MW_WATCHDOG_YIELD);
   int status = lua_resume(task->co, NULL, nargs, &nres);
   int overran = watchdog_restore(saved);
   s->current = outer;
-  if ((status == LUA_YIELD || status == LUA_OK) && overran && task->state == TASK_RUNNING) {
+  if ((status == LUA_YIELD || status == LUA_OK) && overran && task->state == MW_TASK_RUNNING) {
     /* The watchdog's hook yielded it, or stopped a coroutine it resumed (its
      * results are then not to be trusted): end it as failed. */
     lua_pop(task->co, nres);
@@ -226,7 +226,7 @@ void task_resume(mw_task *task, int nargs) {
   }
   if (status == LUA_YIELD) {
     lua_pop(task->co, nres);
-    if (task->state == TASK_RUNNING) {
+    if (task->state == MW_TASK_RUNNING) {
       /* A plain coroutine.yield() inside a task: let others run first. */
       task->nargs = 0;
       ready_push(task);
@@ -237,7 +237,7 @@ void task_resume(mw_task *task, int nargs) {
   }
   if (status == LUA_OK) {
     task->nresults = nres;
-    task_finish(task, TASK_DONE);
+    task_finish(task, MW_TASK_DONE);
     return;
   }
   /* Keep the error object as raised (busted's assertion errors are tables)
@@ -250,23 +250,23 @@ void task_resume(mw_task *task, int nargs) {
   if (lua_gettop(task->co) == top + 2)
     lua_remove(task->co, -2); /* the luaL_tolstring copy */
   task->nresults = 2;         /* error object, traceback */
-  task_finish(task, TASK_FAILED);
+  task_finish(task, MW_TASK_FAILED);
 }
 
 int task_cancel(mw_task *task) {
   switch (task->state) {
-  case TASK_READY:
+  case MW_TASK_READY:
     list_remove(&task->ready_link);
     lua_settop(task->co, 0);
     break;
-  case TASK_WAITING:
+  case MW_TASK_WAITING:
     if (task->wait_cancel)
       task->wait_cancel(task->wait_data);
     /* Run pending to-be-closed variables, as coroutine.close does. */
     if (!task->loop->closed)
       lua_resetthread(task->co);
     break;
-  case TASK_RUNNING:
+  case MW_TASK_RUNNING:
     /* It cancels itself (e.g. a check stopping the dispatcher): honour it at
      * its next wait. */
     task->cancel_requested = 1;
@@ -275,7 +275,7 @@ int task_cancel(mw_task *task) {
     return 0;
   }
   task->nresults = 0;
-  task_finish(task, TASK_CANCELLED);
+  task_finish(task, MW_TASK_CANCELLED);
   return 1;
 }
 
@@ -289,8 +289,8 @@ mw_task *task_check_current(lua_State *L, const char *what) {
   return task;
 }
 
-void task_wait(mw_task *task, task_cancel_fn cancel, void *data) {
-  task->state = TASK_WAITING;
+void task_wait(mw_task *task, mw_task_cancel_fn cancel, void *data) {
+  task->state = MW_TASK_WAITING;
   task->wait_cancel = cancel;
   task->wait_data = data;
 }
@@ -320,7 +320,7 @@ static int l_cancel_all(lua_State *L) {
     mw_list *node, *next;
     list_each(node, next, &s->alive) {
       mw_task *t = list_entry(node, mw_task, alive_link);
-      if (t->state != TASK_RUNNING) {
+      if (t->state != MW_TASK_RUNNING) {
         task_cancel(t);
         n++;
         progress = 1;
@@ -332,14 +332,14 @@ static int l_cancel_all(lua_State *L) {
   return 1;
 }
 
-/* Seconds as a CPU budget in ns: 0 (none) or at least WATCHDOG_MIN_NS. */
+/* Seconds as a CPU budget in ns: 0 (none) or at least MW_WATCHDOG_MIN_NS. */
 static uint64_t check_budget(lua_State *L, int idx, const char *what) {
   lua_Number s = luaL_checknumber(L, idx);
   if (s == 0)
     return 0;
-  if (!(s >= (lua_Number)WATCHDOG_MIN_NS / 1e9) || s > 86400)
+  if (!(s >= (lua_Number)MW_WATCHDOG_MIN_NS / 1e9) || s > 86400)
     luaL_error(L, "%s must be 0 (no limit) or a number of seconds in [%f, 86400], got %f", what,
-               (lua_Number)WATCHDOG_MIN_NS / 1e9, s);
+               (lua_Number)MW_WATCHDOG_MIN_NS / 1e9, s);
   return (uint64_t)(s * 1e9);
 }
 
@@ -363,7 +363,7 @@ static int l_cpu_budget(lua_State *L) {
 static int l_cpu_limit(lua_State *L) {
   uint64_t ns = check_budget(L, 1, "core.cpu_limit");
   luaL_checkany(L, 2); /* anything callable */
-  watchdog_state saved = watchdog_arm(L, ns, WATCHDOG_RAISE);
+  mw_watchdog_state saved = watchdog_arm(L, ns, MW_WATCHDOG_RAISE);
   int rc = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
   watchdog_restore(saved);
   if (rc != LUA_OK)
@@ -446,7 +446,7 @@ static int l_current(lua_State *L) {
 /* Pushes the results of a final task: true, ... | false, message, error. */
 int task_push_result(lua_State *L, mw_task *task) {
   switch (task->state) {
-  case TASK_DONE:
+  case MW_TASK_DONE:
     lua_pushboolean(L, 1);
     luaL_checkstack(L, task->nresults, "too many task results");
     luaL_checkstack(task->co, task->nresults, "too many task results");
@@ -454,13 +454,13 @@ int task_push_result(lua_State *L, mw_task *task) {
       lua_pushvalue(task->co, -task->nresults);
     lua_xmove(task->co, L, task->nresults);
     return 1 + task->nresults;
-  case TASK_FAILED:
+  case MW_TASK_FAILED:
     lua_pushboolean(L, 0);
     lua_pushvalue(task->co, -1); /* traceback */
     lua_pushvalue(task->co, -3); /* error object */
     lua_xmove(task->co, L, 2);
     return 3;
-  case TASK_CANCELLED:
+  case MW_TASK_CANCELLED:
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "cancelled");
     return 2;

@@ -16,21 +16,21 @@
 typedef struct mw_task mw_task;
 
 /* A task's budget_ns for "no limit" (0 means the scheduler's default). */
-#define TASK_NO_BUDGET UINT64_MAX
+#define MW_TASK_NO_BUDGET UINT64_MAX
 
 typedef enum {
-  TASK_READY,     /* queued, will be resumed by the loop */
-  TASK_RUNNING,   /* executing Lua right now */
-  TASK_WAITING,   /* suspended in a core call (sleep, request, ...) */
-  TASK_DONE,      /* returned */
-  TASK_FAILED,    /* raised an error */
-  TASK_CANCELLED, /* stopped from outside */
+  MW_TASK_READY,     /* queued, will be resumed by the loop */
+  MW_TASK_RUNNING,   /* executing Lua right now */
+  MW_TASK_WAITING,   /* suspended in a core call (sleep, request, ...) */
+  MW_TASK_DONE,      /* returned */
+  MW_TASK_FAILED,    /* raised an error */
+  MW_TASK_CANCELLED, /* stopped from outside */
 } mw_task_state;
 
 /* What a waiting task is blocked on; cancel must release it without resuming
  * the task. */
-typedef void (*task_cancel_fn)(void *data);
-typedef void (*task_done_fn)(mw_task *task, void *data);
+typedef void (*mw_task_cancel_fn)(void *data);
+typedef void (*mw_task_done_fn)(mw_task *task, void *data);
 
 struct mw_task {
   mw_loop *loop;
@@ -45,9 +45,9 @@ struct mw_task {
   int nargs;          /* values waiting on co's stack for the next resume */
   uint64_t budget_ns; /* CPU budget of one resume; 0: the scheduler's */
   mw_list ready_link, alive_link;
-  task_cancel_fn wait_cancel;
+  mw_task_cancel_fn wait_cancel;
   void *wait_data;
-  task_done_fn on_done; /* runs once when the task ends, however it ends */
+  mw_task_done_fn on_done; /* runs once when the task ends, however it ends */
   void *on_done_data;
 };
 
@@ -73,7 +73,7 @@ int task_cancel(mw_task *task);
 mw_task *task_check_current(lua_State *L, const char *what);
 /* Marks the current task as waiting on something that cancel releases. The
  * caller then returns lua_yield(L, 0). */
-void task_wait(mw_task *task, task_cancel_fn cancel, void *data);
+void task_wait(mw_task *task, mw_task_cancel_fn cancel, void *data);
 int task_is_final(const mw_task *task);
 /* Reads a CPU budget in seconds at idx (0: none); raises naming what. */
 uint64_t task_check_budget(lua_State *L, int idx, const char *what);

@@ -55,13 +55,13 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
     return len;
   }
   t->head_size += len;
-  if (t->head_size > HTTP_HEAD_MAX) {
+  if (t->head_size > MW_HTTP_HEAD_MAX) {
     t->head_over = 1;
     return 0; /* stops the transfer: CURLE_WRITE_ERROR */
   }
   if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n'))
     t->head_done = 1;
-  if (!buf_append(&t->head, data, len, HTTP_HEAD_MAX))
+  if (!buf_append(&t->head, data, len, MW_HTTP_HEAD_MAX))
     return 0;
   return len;
 }
@@ -132,7 +132,7 @@ mw_transfer *transfer_acquire(mw_http *http, uint64_t config, size_t max_body, i
   return t; /* cleared before each start (transfer_clear) */
 }
 
-const char *transfer_start(mw_transfer *t, transfer_done_fn done, void *data) {
+const char *transfer_start(mw_transfer *t, mw_transfer_done_fn done, void *data) {
   transfer_clear(t);
   CURLMcode mc = curl_multi_add_handle(t->http->multi, t->easy);
   if (mc != CURLM_OK)
@@ -164,16 +164,16 @@ void transfer_release(mw_transfer *t) {
   transfer_stop(t);
   t->done = NULL;
   t->done_data = NULL;
-  if (http->idle_count >= HTTP_POOL_IDLE_MAX) {
+  if (http->idle_count >= MW_HTTP_POOL_IDLE_MAX) {
     transfer_free(t);
     return;
   }
-  if (t->body.cap > HTTP_BODY_KEEP_MAX) {
+  if (t->body.cap > MW_HTTP_BODY_KEEP_MAX) {
     free(t->body.data);
     t->body.data = NULL;
     t->body.cap = 0;
   }
-  if (t->head.cap > HTTP_HEAD_KEEP_MAX) {
+  if (t->head.cap > MW_HTTP_HEAD_KEEP_MAX) {
     free(t->head.data);
     t->head.data = NULL;
     t->head.cap = 0;

@@ -31,14 +31,14 @@ static _Atomic uint64_t fire_seq; /* the stretch the sampler signalled for */
 
 /* Written by the loop thread and read by the signal handler, which runs on
  * that thread. */
-static watchdog_state current;
+static mw_watchdog_state current;
 static volatile sig_atomic_t fired;  /* the handler installed the hook */
 static volatile sig_atomic_t struck; /* the hook yielded or raised */
 
 static void hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   struck = 1;
-  if (current.mode == WATCHDOG_YIELD && lua_isyieldable(L)) {
+  if (current.mode == MW_WATCHDOG_YIELD && lua_isyieldable(L)) {
     lua_yield(L, 0); /* must be the hook's last call */
     return;
   }
@@ -144,7 +144,7 @@ static void disarm(void) {
   current.armed = 0;
 }
 
-static void arm(lua_State *L, uint64_t budget_ns, watchdog_mode mode) {
+static void arm(lua_State *L, uint64_t budget_ns, mw_watchdog_mode mode) {
   current.L = L;
   current.budget_ns = budget_ns;
   current.mode = mode;
@@ -154,8 +154,8 @@ static void arm(lua_State *L, uint64_t budget_ns, watchdog_mode mode) {
   atomic_fetch_add(&seq, 1);
 }
 
-watchdog_state watchdog_arm(lua_State *L, uint64_t budget_ns, watchdog_mode mode) {
-  watchdog_state saved = current;
+mw_watchdog_state watchdog_arm(lua_State *L, uint64_t budget_ns, mw_watchdog_mode mode) {
+  mw_watchdog_state saved = current;
   if (current.armed)
     disarm();
   if (budget_ns && !init_error)
@@ -163,7 +163,7 @@ watchdog_state watchdog_arm(lua_State *L, uint64_t budget_ns, watchdog_mode mode
   return saved;
 }
 
-int watchdog_restore(watchdog_state saved) {
+int watchdog_restore(mw_watchdog_state saved) {
   int hit = struck;
   if (current.armed)
     disarm();

@@ -13,29 +13,29 @@
 #include <stdint.h>
 
 /* Budgets below this are refused: the sampling period is a fraction of it. */
-#define WATCHDOG_MIN_NS 10000000ull /* 10 ms */
+#define MW_WATCHDOG_MIN_NS 10000000ull /* 10 ms */
 
 typedef enum {
-  WATCHDOG_YIELD, /* a task: yield it (watchdog_fired tells the resumer) */
-  WATCHDOG_RAISE, /* the main thread: raise an error */
-} watchdog_mode;
+  MW_WATCHDOG_YIELD, /* a task: yield it (watchdog_fired tells the resumer) */
+  MW_WATCHDOG_RAISE, /* the main thread: raise an error */
+} mw_watchdog_mode;
 
 typedef struct {
   lua_State *L;
   uint64_t budget_ns;
-  watchdog_mode mode;
+  mw_watchdog_mode mode;
   int armed;
-} watchdog_state;
+} mw_watchdog_state;
 
 /* Starts the sampling thread and installs the signal handler, once per
  * process. 0, or -errno. */
 int watchdog_init(void);
 /* Arms for L (0 budget: nothing is armed) and returns what was armed before,
  * for watchdog_restore. */
-watchdog_state watchdog_arm(lua_State *L, uint64_t budget_ns, watchdog_mode mode);
+mw_watchdog_state watchdog_arm(lua_State *L, uint64_t budget_ns, mw_watchdog_mode mode);
 /* Disarms (removing the hook if it fired) and re-arms what was saved. Returns
  * 1 if the watchdog fired during this arm. */
-int watchdog_restore(watchdog_state saved);
+int watchdog_restore(mw_watchdog_state saved);
 /* A coroutine resumed from the armed thread runs in the same stretch:
  * watchdog_enter points the hook at co and returns what to give
  * watchdog_leave when the resume returns (NULL: nothing is armed). An

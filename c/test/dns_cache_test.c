@@ -45,8 +45,8 @@ static void test_expires_after_ttl(void **state) {
 static void test_ttl_capped(void **state) {
   (void)state;
   dns_cache_put(&cache, "a.test", "192.0.2.1", 86400, 0);
-  assert_non_null(dns_cache_get(&cache, "a.test", DNS_CACHE_TTL_MAX_MS - 1));
-  assert_null(dns_cache_get(&cache, "a.test", DNS_CACHE_TTL_MAX_MS));
+  assert_non_null(dns_cache_get(&cache, "a.test", MW_DNS_CACHE_TTL_MAX_MS - 1));
+  assert_null(dns_cache_get(&cache, "a.test", MW_DNS_CACHE_TTL_MAX_MS));
 }
 
 static void test_zero_ttl_not_kept(void **state) {
@@ -79,11 +79,11 @@ static void test_replace(void **state) {
 static void test_bounded(void **state) {
   (void)state;
   char host[32];
-  for (int i = 0; i < DNS_CACHE_MAX; i++) {
+  for (int i = 0; i < MW_DNS_CACHE_MAX; i++) {
     snprintf(host, sizeof host, "h%d.test", i);
     dns_cache_put(&cache, host, "192.0.2.1", 60, 0);
   }
-  assert_int_equal(cache.count, DNS_CACHE_MAX);
+  assert_int_equal(cache.count, MW_DNS_CACHE_MAX);
   dns_cache_put(&cache, "one-more.test", "192.0.2.2", 60, 0);
   assert_int_equal(cache.count, 1); /* started over */
   assert_non_null(dns_cache_get(&cache, "one-more.test", 0));

@@ -21,7 +21,7 @@ static void record(mw_loop *loop, void *data) {
   order[norder++] = (int)(intptr_t)data;
 }
 
-static loop_hook hooks[4];
+static mw_hook hooks[4];
 
 static void record_and_remove(mw_loop *loop, void *data) {
   record(loop, data);
@@ -100,13 +100,13 @@ static void test_ext(void **state) {
   lua_close(L);
 }
 
-/* An fd user: the registry's loop_fd embedded in its own state. */
+/* An fd user: the registry's mw_fd embedded in its own state. */
 typedef struct {
-  loop_fd w;
+  mw_fd w;
   int events_seen, calls, closed;
 } watcher;
 
-static void on_events(loop_fd *w, int status, int events) {
+static void on_events(mw_fd *w, int status, int events) {
   watcher *x = (watcher *)w;
   assert_int_equal(status, 0);
   x->events_seen |= events;
@@ -114,7 +114,7 @@ static void on_events(loop_fd *w, int status, int events) {
   loop_fd_watch(w, 0);
 }
 
-static void on_close(loop_fd *w) {
+static void on_close(mw_fd *w) {
   ((watcher *)w)->closed++;
 }
 

@@ -83,7 +83,7 @@ static void test_ready_queue_in_order(void **state) {
     snprintf(src, sizeof src, "order[#order + 1] = %d", i);
     assert_int_equal(luaL_loadstring(L, src), LUA_OK);
     mw_task *task = task_spawn(L, 0, 0);
-    assert_int_equal(task->state, TASK_READY);
+    assert_int_equal(task->state, MW_TASK_READY);
     lua_pop(L, 1);
   }
   run_once();
@@ -96,12 +96,12 @@ static void test_wait_and_resume(void **state) {
   (void)state;
   mw_task *task = spawn("local a, b = wait_here(); return a + b, 'ok'");
   task_start(task);
-  assert_int_equal(task->state, TASK_WAITING);
+  assert_int_equal(task->state, MW_TASK_WAITING);
   assert_ptr_equal(waiting, task);
   lua_pushinteger(task->co, 2);
   lua_pushinteger(task->co, 3);
   task_resume(task, 2);
-  assert_int_equal(task->state, TASK_DONE);
+  assert_int_equal(task->state, MW_TASK_DONE);
   assert_int_equal(dones, 1);
   assert_int_equal(cancels, 0);
   assert_int_equal(task_push_result(L, task), 3);
@@ -115,11 +115,11 @@ static void test_cancel_waiting(void **state) {
   (void)state;
   mw_task *task = spawn("wait_here(); error('never resumed')");
   task_start(task);
-  assert_int_equal(task->state, TASK_WAITING);
+  assert_int_equal(task->state, MW_TASK_WAITING);
   assert_true(task_cancel(task));
   assert_int_equal(cancels, 1); /* what it waited on was released */
   assert_ptr_equal(cancel_data, &waiting);
-  assert_int_equal(task->state, TASK_CANCELLED);
+  assert_int_equal(task->state, MW_TASK_CANCELLED);
   assert_int_equal(dones, 1);
   assert_false(task_cancel(task)); /* once only */
   assert_int_equal(task_push_result(L, task), 2);
@@ -135,7 +135,7 @@ static void test_cancel_ready(void **state) {
   lua_pop(L, 1);
   assert_true(task_cancel(task));
   run_once();
-  assert_int_equal(task->state, TASK_CANCELLED);
+  assert_int_equal(task->state, MW_TASK_CANCELLED);
   assert_int_equal(lua_getglobal(L, "ran"), LUA_TNIL);
   lua_pop(L, 1);
 }
@@ -144,7 +144,7 @@ static void test_failed(void **state) {
   (void)state;
   mw_task *task = spawn("error({ code = 7 })");
   task_start(task);
-  assert_int_equal(task->state, TASK_FAILED);
+  assert_int_equal(task->state, MW_TASK_FAILED);
   assert_int_equal(dones, 1);
   assert_int_equal(task_push_result(L, task), 3);
   assert_false(lua_toboolean(L, -3));
@@ -161,7 +161,7 @@ static void test_wait_outside_a_task(void **state) {
   /* nor from a coroutine of its own inside a task */
   mw_task *task = spawn("return coroutine.wrap(function() return pcall(wait_here) end)()");
   task_start(task);
-  assert_int_equal(task->state, TASK_DONE);
+  assert_int_equal(task->state, MW_TASK_DONE);
   assert_int_equal(task_push_result(L, task), 3);
   assert_false(lua_toboolean(L, -2));
   lua_pop(L, 3);

@@ -90,7 +90,7 @@ static void test_dirty_and_forgotten_are_set_up_again(void **state) {
 
 static void test_pool_bounded(void **state) {
   (void)state;
-  enum { N = HTTP_POOL_IDLE_MAX + 44 };
+  enum { N = MW_HTTP_POOL_IDLE_MAX + 44 };
   static mw_transfer *ts[N];
   int s = 0;
   for (int i = 0; i < N; i++)
@@ -98,14 +98,14 @@ static void test_pool_bounded(void **state) {
   assert_int_equal(http->idle_count, 0);
   for (int i = 0; i < N; i++)
     transfer_release(ts[i]);
-  assert_int_equal(http->idle_count, HTTP_POOL_IDLE_MAX);
+  assert_int_equal(http->idle_count, MW_HTTP_POOL_IDLE_MAX);
 }
 
 static void test_large_buffers_not_pooled(void **state) {
   (void)state;
   int s = 0;
   mw_transfer *t = transfer_acquire(http, http_new_id(http), 1 << 20, &s);
-  t->body.cap = HTTP_BODY_KEEP_MAX + 1;
+  t->body.cap = MW_HTTP_BODY_KEEP_MAX + 1;
   t->body.data = malloc(t->body.cap);
   t->head.cap = 512;
   t->head.data = malloc(t->head.cap);
