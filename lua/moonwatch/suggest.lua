@@ -1,0 +1,61 @@
+--- "Did you mean": the closest of some known names to a misspelt one.
+---
+---     suggest.closest("folow_redirects", { "follow_redirects", "verify" })
+---     --> "follow_redirects"
+---     suggest.hint("helth", names) --> " (did you mean 'health'?)" or ""
+local M = {}
+
+--- Optimal string alignment distance (Levenshtein plus transpositions).
+---@param a string
+---@param b string
+---@return integer
+function M.distance(a, b)
+  local la, lb = #a, #b
+  if la == 0 then return lb end
+  if lb == 0 then return la end
+  local prev2, prev, cur = {}, {}, {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    cur[0] = i
+    local ca = a:byte(i)
+    for j = 1, lb do
+      local cb = b:byte(j)
+      local cost = ca == cb and 0 or 1
+      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if i > 1 and j > 1 and ca == b:byte(j - 1) and a:byte(i - 1) == cb then
+        d = math.min(d, prev2[j - 2] + 1)
+      end
+      cur[j] = d
+    end
+    prev2, prev, cur = prev, cur, prev2
+  end
+  return prev[lb]
+end
+
+--- The known name closest to `name`, or nil when none is close (at most a
+--- third of the name's length, and at least 1, edits away). Ties go to the
+--- first in `known`; case is ignored.
+---@param name string
+---@param known string[]
+---@return string?
+function M.closest(name, known)
+  local best, best_d
+  local lname = name:lower()
+  local limit = math.max(1, #name // 3)
+  for _, k in ipairs(known) do
+    local d = M.distance(lname, k:lower())
+    if d <= limit and (not best_d or d < best_d) then best, best_d = k, d end
+  end
+  return best
+end
+
+--- " (did you mean 'x'?)" for the closest known name, else "".
+---@param name string
+---@param known string[]
+---@return string
+function M.hint(name, known)
+  local best = M.closest(name, known)
+  return best and string.format(" (did you mean '%s'?)", best) or ""
+end
+
+return M

@@ -1,0 +1,20 @@
+local suggest = require("moonwatch.suggest")
+
+describe("suggest", function()
+  it("measures edits, a swap of two neighbours counting as one", function()
+    assert.equal(0, suggest.distance("url", "url"))
+    assert.equal(1, suggest.distance("folow_redirects", "follow_redirects"))
+    assert.equal(1, suggest.distance("methd", "method"))
+    assert.equal(1, suggest.distance("mehtod", "method"))
+    assert.equal(3, suggest.distance("", "abc"))
+  end)
+
+  it("names the closest known name, or none when nothing is close", function()
+    local known = { "method", "url", "timeout", "follow_redirects" }
+    assert.equal("follow_redirects", suggest.closest("folow_redirects", known))
+    assert.equal("timeout", suggest.closest("TIMEOUT", known))
+    assert.is_nil(suggest.closest("zzz", known))
+    assert.equal(" (did you mean 'method'?)", suggest.hint("methd", known))
+    assert.equal("", suggest.hint("completely_else", known))
+  end)
+end)
