@@ -30,7 +30,10 @@ return mw.container(function(c)
     http_client = c.http_client,
     options = config.monitors.httpbin,
   })
+  -- Each monitor's state (UP, DOWN, PENDING), judged from its results.
+  c.state = providers.Singleton(mw.State)
   c.dispatcher = providers.Factory(mw.Dispatcher, {
     monitors = providers.List(c.example_monitor, c.httpbin_monitor),
+    consumers = providers.List(c.state),
   })
 end)

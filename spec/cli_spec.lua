@@ -101,19 +101,21 @@ describe("moonwatch command", function()
   end)
 
   describe("--once", function()
-    it("prints the tutorial's record byte for byte and exits 0", function()
-      local r = moonwatch({ "--once", CONFIGS .. "good.lua" }, env)
-      assert.equal(0, r.status)
-      assert.equal("", r.stderr)
-      assert.matches(records_pattern(table.concat({
-        "[<asctime>] [INFO] [HttpMonitor]: Check",
-        "    GET " .. srv:url("/page"),
-        "    response code: 200",
-        "    content length: 648",
-        "    request took: <seconds> seconds",
-        "",
-      }, "\n")), r.stdout)
-    end)
+    it("prints the tutorial's record byte for byte, then a line per monitor, and exits 0",
+      function()
+        local r = moonwatch({ "--once", CONFIGS .. "good.lua" }, env)
+        assert.equal(0, r.status)
+        assert.equal("", r.stderr)
+        assert.matches(records_pattern(table.concat({
+          "[<asctime>] [INFO] [HttpMonitor]: Check",
+          "    GET " .. srv:url("/page"),
+          "    response code: 200",
+          "    content length: 648",
+          "    request took: <seconds> seconds",
+          "example  UP    <seconds> s",
+          "",
+        }, "\n")), r.stdout)
+      end)
 
     it("exits 1 when a monitor fails, with the failure logged", function()
       local r = moonwatch({ "--once", "--set", "monitors.example.url=http://127.0.0.1:1/",
@@ -125,9 +127,43 @@ describe("moonwatch command", function()
         "    error: refused: Failed to connect to 127.0.0.1 port 1 after <n> ms: "
           .. "Couldn't connect to server",
         "    request took: <seconds> seconds",
+        "[<asctime>] [WARNING] [State]: example is DOWN after 1 failed check: refused: Failed "
+          .. "to connect to 127.0.0.1 port 1 after <n> ms: Couldn't connect to server",
+        "example  DOWN  refused: Failed to connect to 127.0.0.1 port 1 after <n> ms: "
+          .. "Couldn't connect to server",
         "",
       }, "\n")), r.stdout)
       assert.equal("", r.stderr)
+    end)
+
+    it("exits 1 on a 500, a down result with its reason", function()
+      local r = moonwatch({ "--once", "--set", "monitors.example.url=" .. srv:url("/status/500"),
+                            CONFIGS .. "good.lua" }, env)
+      assert.equal(1, r.status)
+      assert.matches(records_pattern(table.concat({
+        "[<asctime>] [WARNING] [HttpMonitor]: Check failed",
+        "    GET " .. srv:url("/status/500"),
+        "    response code: 500",
+        "    reason: status 500, expected 200-299",
+        "    request took: <seconds> seconds",
+        "[<asctime>] [WARNING] [State]: example is DOWN after 1 failed check: "
+          .. "status 500, expected 200-299",
+        "example  DOWN  status 500, expected 200-299",
+        "",
+      }, "\n")), r.stdout)
+      assert.equal("", r.stderr)
+    end)
+
+    it("counts up and down results in --stats", function()
+      local r = moonwatch({ "--once", "--stats", "monitors.lua" }, {
+        MOONWATCH_MONITORS__EXAMPLE__URL = srv:url("/page"),
+        MOONWATCH_MONITORS__HTTPBIN__URL = srv:url("/status/503"),
+      })
+      assert.equal(1, r.status)
+      local stats = require("cjson").decode(r.stderr)
+      assert.equal(2, stats.run)
+      assert.equal(1, stats.down)
+      assert.equal(0, stats.failed)
     end)
 
     it("runs the root monitors.lua with both URLs from the environment", function()
@@ -135,9 +171,12 @@ describe("moonwatch command", function()
         MOONWATCH_MONITORS__EXAMPLE__URL = srv:url("/page"),
         MOONWATCH_MONITORS__HTTPBIN__URL = srv:url("/status/503"),
       })
-      assert.equal(0, r.status) -- a 503 is a response: the check worked
+      assert.equal(1, r.status) -- a 503 is down: not 2xx
       has(r.stdout, "GET " .. srv:url("/page") .. "\n    response code: 200\n")
-      has(r.stdout, "GET " .. srv:url("/status/503") .. "\n    response code: 503\n")
+      has(r.stdout, "GET " .. srv:url("/status/503") .. "\n    response code: 503\n"
+        .. "    reason: status 503, expected 200-299\n")
+      assert.matches("\nexample  UP    %d+%.%d+ s\nhttpbin  DOWN  status 503, expected 200%-299\n$",
+        r.stdout)
       assert.equal("", r.stderr)
     end)
   end)
@@ -171,7 +210,7 @@ describe("moonwatch command", function()
       local r = moonwatch({ "--once", CONFIGS .. "good.lua" },
         { FIXTURE_URL = srv.base, MOONWATCH_LOG__LEVEL = "WARNING" })
       assert.equal(0, r.status)
-      assert.equal("", r.stdout)
+      assert.matches("^example  UP    %d+%.%d+ s\n$", r.stdout) -- no record, the summary
       assert.equal("", r.stderr)
 
       r = moonwatch({ "--once", "--set", "monitors.example.url=" .. srv:url("/hang"),
@@ -214,7 +253,7 @@ describe("moonwatch command", function()
       assert.equal(1, r.status)
       assert.equal("", r.stdout)
       has(r.stderr, "moonwatch: " .. path .. ": example_monitor: options.url must be an "
-        .. "http:// or https:// URL string, got number\n")
+        .. "http:// or https:// URL string, got 42\n")
       has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: options.method 'FETCH' is "
         .. "not a known HTTP method")
       has(r.stderr, "moonwatch: " .. path .. ": dispatcher → monitors[1] → example_monitor: "
@@ -305,7 +344,7 @@ describe("moonwatch command", function()
       assert.equal(1, lines)
       assert.equal("moonwatch: " .. CONFIGS .. "bad_url.lua: dispatcher → monitors[1] → "
         .. "example_monitor: options.url must be an http:// or https:// URL string, "
-        .. "got number\n", err)
+        .. "got 42\n", err)
     end)
 
     it("check_every not above 0", function()

@@ -66,12 +66,21 @@ describe("monitors", function()
       }, "\n")), cap[1].text)
     end)
 
-    it("logs the response code of a 404 (a response, not a failure)", function()
-      local cap, resp = check(monitor(mw.http.Client(), { url = srv:url("/status/404") }))
-      assert.equal(404, resp.status)
-      assert.equal("INFO", cap[1].level)
-      assert.truthy(cap[1].message:find("response code: 404", 1, true))
-      assert.truthy(cap[1].message:find("content length: 10\n", 1, true)) -- "status 404"
+    it("judges a 404 down: a WARNING with the status and the reason", function()
+      local cap, r = check(monitor(mw.http.Client(), { url = srv:url("/status/404") }))
+      assert.is_false(r.up)
+      assert.equal(404, r.status)
+      assert.equal("status 404, expected 200-299", r.reason)
+      assert.equal("condition", r.kind)
+      assert.equal("WARNING", cap[1].level)
+      assert.matches(record_pattern(table.concat({
+        "[<asctime>] [WARNING] [HttpMonitor]: Check failed",
+        "    GET " .. srv:url("/status/404"),
+        "    response code: 404",
+        "    reason: status 404, expected 200-299",
+        "    request took: <seconds> seconds",
+        "",
+      }, "\n")), cap[1].text)
     end)
 
     it("sends the configured method", function()
@@ -81,11 +90,13 @@ describe("monitors", function()
     end)
 
     -- A failed transfer is a WARNING naming the kind, curl's message, the
-    -- URL and the time, and check returns nil, message, kind.
-    local function assert_failure(cap, url, kind, message_part, resp, err, got_kind)
-      assert.is_nil(resp)
-      assert.equal(kind, got_kind)
+    -- URL and the time, and check returns a down result with them.
+    local function assert_failure(cap, url, kind, message_part, r)
+      assert.is_false(r.up)
+      assert.equal(kind, r.kind)
+      local err = r.reason
       assert.truthy(err:find("^" .. kind .. ": "), err)
+      assert.equal(url, r.url)
       assert.equal(1, #cap)
       assert.equal("WARNING", cap[1].level)
       assert.matches(record_pattern(table.concat({
@@ -104,16 +115,16 @@ describe("monitors", function()
       local gone = fixture.start()
       local url = gone:url("/page")
       gone:stop()
-      local cap, resp, err, kind = check(monitor(mw.http.Client(), { url = url }))
-      assert_failure(cap, url, "refused", "Couldn't connect to server", resp, err, kind)
+      local cap, r = check(monitor(mw.http.Client(), { url = url }))
+      assert_failure(cap, url, "refused", "Couldn't connect to server", r)
     end)
 
     it("logs a timeout as a failure, after the timeout", function()
       local url = srv:url("/hang")
       local started = core.now()
-      local cap, resp, err, kind = check(monitor(mw.http.Client(), { url = url, timeout = 0.3 }))
+      local cap, r = check(monitor(mw.http.Client(), { url = url, timeout = 0.3 }))
       local took = core.now() - started
-      assert_failure(cap, url, "timeout", "timed out", resp, err, kind)
+      assert_failure(cap, url, "timeout", "timed out", r)
       assert.is_true(took >= 0.29 and took < 2, "took " .. took)
       local seconds = tonumber(cap[1].message:match("request took: ([%d.]+) seconds"))
       assert.is_true(seconds >= 0.29 and seconds < 2, "logged " .. tostring(seconds))
@@ -121,23 +132,25 @@ describe("monitors", function()
 
     it("logs a name that does not resolve as a failure", function()
       local url = "http://nope.invalid/"
-      local cap, resp, err, kind = check(monitor(mw.http.Client(), { url = url, timeout = 3 }))
-      assert_failure(cap, url, "dns", "nope.invalid", resp, err, kind)
+      local cap, r = check(monitor(mw.http.Client(), { url = url, timeout = 3 }))
+      assert_failure(cap, url, "dns", "nope.invalid", r)
     end)
 
-    it("returns nil, message, kind from a failed check, through core.run too", function()
+    it("returns a down result from a failed check, through core.run too", function()
       local m = monitor(mw.http.Client(), { url = "http://nope.invalid/", timeout = 3 })
-      local _, resp, err, kind = check(m)
-      assert.is_nil(resp)
-      assert.equal("dns", kind)
+      local _, r = check(m)
+      assert.is_false(r.up)
+      assert.equal("dns", r.kind)
+      assert.equal(m.name, r.monitor)
       local _ <close> = mw.log.capture()
       -- core.run(fn) returns what the task returned; so does task:result()
       -- after `true` (the CLI's --once reads a check's results that way).
-      assert.same(table.pack(nil, err, "dns"),
-        table.pack(core.run(function() return m:check() end)))
+      assert.equal(r.reason, core.run(function() return m:check() end).reason)
       local task = core.spawn(function() return m:check() end)
       core.run(task)
-      assert.same(table.pack(true, nil, err, "dns"), table.pack(task:result()))
+      local ok, again = task:result()
+      assert.is_true(ok)
+      assert.equal(r.reason, again.reason)
     end)
 
     it("sends its request through the injected client", function()
@@ -148,13 +161,14 @@ describe("monitors", function()
       assert.spy(client.request).was.called(1)
       assert.spy(client.request).was.called_with(client, {
         method = "GET", url = "http://stub.test/x", timeout = 2, headers = { ["X-Probe"] = "1" },
+        follow_redirects = true, max_redirects = 10,
       })
       assert.truthy(cap[1].message:find("response code: 204", 1, true))
     end)
 
     describe("refuses bad options", function()
       it("url not a string", function()
-        assert.equal("options.url must be an http:// or https:// URL string, got number",
+        assert.equal("options.url must be an http:// or https:// URL string, got 42",
           build_error{ url = 42 })
         assert.equal("options.url must be an http:// or https:// URL string, got nil",
           build_error{})
@@ -167,7 +181,8 @@ describe("monitors", function()
           build_error{ url = "http://x.test", check_every = 0 })
         assert.equal("options.check_every must be a number of seconds greater than 0, got -1",
           build_error{ url = "http://x.test", check_every = -1 })
-        assert.equal("options.check_every must be a number of seconds greater than 0, got 5s",
+        assert.equal("options.check_every must be a number of seconds greater than 0, "
+          .. 'got "5s" (a string)',
           build_error{ url = "http://x.test", check_every = "5s" })
       end)
 

@@ -176,13 +176,16 @@ describe("TokenMonitor example", function()
       assert.matches("    status: ok\n", out, 1, true)
     end)
 
-    it("exits 1 on a failed check, with its one record", function()
+    it("exits 1 on a failed check: its record, the change to DOWN, the summary", function()
       local status, out = once(srv:url("/nothing/here"))
       assert.equal(1, status, out)
       assert.matches("^%[[^]]+%] %[WARNING%] %[TokenMonitor%]: Check failed\n"
         .. "    GET [^\n]+/nothing/here/token\n"
         .. "    error: HTTP status 404\n"
-        .. "    request took: %d+%.%d+ seconds\n$", out)
+        .. "    request took: %d+%.%d+ seconds\n"
+        .. "%[[^]]+%] %[WARNING%] %[State%]: [^\n]+/nothing/here is DOWN after 1 failed "
+        .. "check: HTTP status 404\n"
+        .. "[^\n]+/nothing/here  DOWN  HTTP status 404\n$", out)
     end)
   end)
 end)

@@ -151,28 +151,32 @@ local function build_all(c, path)
   return errors
 end
 
+--- One line per monitor after --once's records: name, UP or DOWN, and the
+--- check's time or the reason it is down.
+function M.once_summary(dispatcher, results)
+  local width = 0
+  for _, check in ipairs(dispatcher.checks) do width = math.max(width, #check.name) end
+  local lines = {}
+  for i, r in ipairs(results) do
+    local name = dispatcher.checks[i].name
+    local detail = r.up and string.format("%.3f s", r.duration or 0) or tostring(r.reason)
+    lines[i] = string.format("%-" .. width .. "s  %-4s  %s\n", name, r.up and "UP" or "DOWN",
+      detail)
+  end
+  return table.concat(lines)
+end
+
+--- Runs every monitor once; returns how many are down.
 local function run_once(dispatcher)
-  local checks = {}
-  local logger = log.get("Dispatcher")
-  for i, m in ipairs(dispatcher.monitors) do
-    checks[i] = core.spawn(function() return m:check() end)
+  local results = dispatcher:check_once()
+  log.flush()
+  io.stdout:write(M.once_summary(dispatcher, results))
+  io.stdout:flush()
+  local down = 0
+  for _, r in ipairs(results) do
+    if not r.up then down = down + 1 end
   end
-  core.run()
-  local failed = 0
-  for i, t in ipairs(checks) do
-    local ok, first, err = t:result()
-    if not ok then
-      failed = failed + 1
-      logger:error("Error executing monitor check (%s)\n%s",
-        tostring(dispatcher.monitors[i].name), log.lines(first))
-    elseif first == nil or first == false then
-      failed = failed + 1
-      if err == nil then
-        logger:warning("Check of %s failed", tostring(dispatcher.monitors[i].name))
-      end
-    end
-  end
-  return failed
+  return down
 end
 
 --- The figures `--stats` prints: counters, lateness, CPU, memory, times.

@@ -1,17 +1,73 @@
 --- The Dispatcher of monitors.lua: runs every monitor at its interval until
---- SIGTERM or SIGINT, on the core's fixed-rate scheduler.
+--- SIGTERM or SIGINT, on the core's fixed-rate scheduler, and hands each
+--- check's result to the result consumers.
 ---
----     c.dispatcher = providers.Factory(mw.Dispatcher,
----       { monitors = providers.List(c.example_monitor, c.httpbin_monitor) })
+---     c.state = providers.Singleton(mw.State)
+---     c.dispatcher = providers.Factory(mw.Dispatcher, {
+---       monitors = providers.List(c.example_monitor, c.httpbin_monitor),
+---       consumers = providers.List(c.state),
+---     })
 ---     container.dispatcher():run()
+---
+--- A consumer is any object with `on_result(self, monitor, result)` (see
+--- moonwatch.result for results) and optionally `on_monitor(self, monitor,
+--- name)`, called once per monitor here. Consumers run in the order given, right
+--- after each check; one that raises is logged and the others still run.
+--- Without `consumers`, the Dispatcher keeps a State of its own.
 local core = require("moonwatch.core")
 local log = require("moonwatch.log")
+local result = require("moonwatch.result")
+local State = require("moonwatch.state")
 
 ---@class moonwatch.Dispatcher
 ---@field monitors moonwatch.Monitor[]
+---@field consumers table[]
+---@field state moonwatch.State? the first consumer that is a State
 ---@field logger moonwatch.Logger
 local Dispatcher = {}
 Dispatcher.__index = Dispatcher
+
+local now, time = core.now, core.time
+
+--- Hands a result to every consumer.
+local function consume(self, monitor, r)
+  local consumers = self.consumers
+  for i = 1, #consumers do
+    local c = consumers[i]
+    local ok, err = pcall(c.on_result, c, monitor, r)
+    if not ok then
+      self.logger:error("result consumer %d failed on a result of %s: %s", i,
+        tostring(r.monitor), tostring(err))
+    end
+  end
+end
+
+local function complete(self, monitor, name, r, started)
+  if r.monitor == nil then r.monitor = name end
+  if r.duration == nil then r.duration = now() - started end
+  if r.at == nil then r.at = time() end
+  consume(self, monitor, r)
+  return r
+end
+
+--- What the core's scheduler runs for one monitor: its check, then the
+--- consumers. `monitor:check` is looked up at each tick, so a spy or stub
+--- put in place later is the one called. A check that raises reaches the
+--- core's on_error (below), which makes its down result.
+local Check = {}
+Check.__index = Check
+
+function Check:check()
+  local m, started = self.monitor, now()
+  local r = complete(self.dispatcher, m, self.name, result.of(m:check()), started)
+  return r.up
+end
+
+local function is_callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return mt ~= nil and type(mt) == "table" and mt.__call ~= nil
+end
 
 --- kwargs: monitors, and optionally spread (spread the first checks over
 --- the interval) and cpu_budget (seconds of CPU a check may run Lua without
@@ -26,31 +82,97 @@ function Dispatcher.new(kwargs)
   if budget ~= nil and (type(budget) ~= "number" or budget < 0) then
     error("cpu_budget must be a number of seconds, got " .. tostring(budget), 0)
   end
+  local consumers = kwargs.consumers
+  if consumers ~= nil and type(consumers) ~= "table" then
+    error("consumers must be a list of result consumers, got " .. type(consumers), 0)
+  end
+  if consumers == nil then consumers = { State.new() } end
+  for i, c in ipairs(consumers) do
+    if (type(c) ~= "table" and type(c) ~= "userdata") or not is_callable(c.on_result) then
+      error(string.format("consumers[%d] has no on_result method (a result consumer "
+        .. "is an object with on_result(self, monitor, result))", i), 0)
+    end
+  end
   local self = setmetatable({
     monitors = kwargs.monitors,
+    consumers = consumers,
     logger = log.get("Dispatcher"),
     stopping = false,
+    checks = {},
   }, Dispatcher)
+  for _, c in ipairs(consumers) do
+    if State.is_state(c) then
+      self.state = c
+      break
+    end
+  end
   self.core = core.dispatcher{
     spread = kwargs.spread == true,
-    on_error = function(monitor, traceback)
-      self.logger:error("Error executing monitor check (%s)\n%s",
-        tostring(monitor.name or "?"), log.lines(traceback))
+    on_error = function(check, traceback, err)
+      self:raised(check.monitor, check.name, traceback, err)
     end,
   }
   for i, m in ipairs(self.monitors) do
     if type(m) ~= "table" and type(m) ~= "userdata" then
       error(string.format("monitors[%d] is a %s, not a monitor", i, type(m)), 0)
     end
+    local name = m.name ~= nil and tostring(m.name) or string.format("monitors[%d]", i)
     local interval = m.interval
     if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
-      error(string.format("monitors[%d] (%s) has no interval greater than 0",
-        i, tostring(m.name)), 0)
+      error(string.format("monitors[%d] (%s) has no interval greater than 0", i, name), 0)
     end
-    self.core:add(m, { interval = interval, name = m.name and tostring(m.name) or nil,
-                       cpu_budget = m.cpu_budget or budget })
+    if not is_callable(m.check) then
+      error(string.format("monitors[%d] (%s) has no check method", i, name), 0)
+    end
+    local check = setmetatable({ monitor = m, dispatcher = self, name = name }, Check)
+    self.checks[i] = check
+    self.core:add(check, { interval = interval, name = name,
+                           cpu_budget = m.cpu_budget or budget })
+  end
+  for _, c in ipairs(consumers) do
+    if is_callable(c.on_monitor) then
+      for _, check in ipairs(self.checks) do c:on_monitor(check.monitor, check.name) end
+    end
   end
   return self
+end
+
+--- A check raised (or ran out of CPU): logged with its traceback, and a
+--- down result "error: <message>" goes to the consumers.
+---@return table result
+function Dispatcher:raised(monitor, name, traceback, err)
+  self.logger:error("Error executing monitor check (%s)\n%s", name, log.lines(traceback))
+  local msg = err
+  if type(msg) ~= "string" then msg = traceback end
+  return complete(self, monitor, name, result.of_error(msg), now())
+end
+
+--- Runs every monitor's check once, at once, and waits for them all (the
+--- `--once` of the command). Returns their results, in monitor order.
+---@return table[]
+function Dispatcher:check_once()
+  local tasks, started = {}, now()
+  for i, check in ipairs(self.checks) do
+    local m = check.monitor
+    tasks[i] = core.spawn(function() return result.of(m:check()) end)
+  end
+  core.run()
+  local results = {}
+  local counts = { run = #tasks, down = 0, failed = 0 }
+  for i, t in ipairs(tasks) do
+    local m, name = self.checks[i].monitor, self.checks[i].name
+    local ok, r, err = t:result()
+    if ok then
+      r = complete(self, m, name, r, started)
+      if not r.up then counts.down = counts.down + 1 end
+    else
+      counts.failed = counts.failed + 1
+      r = self:raised(m, name, r, err)
+    end
+    results[i] = r
+  end
+  self.once_counts = counts
+  return results
 end
 
 --- Starts the schedule on the loop; returns at once.
@@ -70,8 +192,16 @@ function Dispatcher:stop()
   self.logger:info("Shutdown finished successfully")
 end
 
---- Counters of the schedule (scheduled, run, skipped, failed, lateness...).
-function Dispatcher:stats() return self.core:stats() end
+--- Counters of the schedule (scheduled, run, skipped, failed, lateness...);
+--- after check_once, its checks' counts.
+function Dispatcher:stats()
+  local st = self.core:stats()
+  local once = self.once_counts
+  if once then
+    st.scheduled, st.run, st.down, st.failed = once.run, once.run, once.down, once.failed
+  end
+  return st
+end
 
 --- What the daemon does on a signal: SIGTERM and SIGINT stop it (a second
 --- one exits at once, in C); SIGUSR1 reopens the log file (logrotate);
@@ -106,5 +236,7 @@ function Dispatcher:run()
   core.run()
   core.on_signal(nil)
 end
+
+Dispatcher.Check = Check
 
 return setmetatable(Dispatcher, { __call = function(_, kwargs) return Dispatcher.new(kwargs) end })

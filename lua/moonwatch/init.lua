@@ -4,6 +4,7 @@
 ---     mw.providers, mw.container      -- the dependency-injection part
 ---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
 ---     mw.Dispatcher                   -- runs monitors at their interval
+---     mw.State, mw.result             -- each monitor's state, check results
 ---     mw.core                         -- the C core (tasks, sleep, run...)
 ---
 --- Modules load on first use, so the container works without the C core.
@@ -14,6 +15,8 @@ local lazy = {
   http = "moonwatch.http",
   monitors = "moonwatch.monitors",
   Dispatcher = "moonwatch.dispatcher",
+  State = "moonwatch.state",
+  result = "moonwatch.result",
   core = "moonwatch.core",
   cli = "moonwatch.cli",
 }
@@ -25,6 +28,8 @@ local lazy = {
 ---@field http table
 ---@field monitors table
 ---@field Dispatcher moonwatch.Dispatcher
+---@field State table
+---@field result table
 ---@field core table
 local M = { version = "0.1.0" }
 

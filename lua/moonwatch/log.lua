@@ -70,6 +70,12 @@ function M.reopen()
   return root():reopen()
 end
 
+--- Writes out the records queued so far (they otherwise go before the loop
+--- next waits), for output that must come after them.
+function M.flush()
+  if sink then sink:flush() end
+end
+
 local Lines = {}
 Lines.__index = Lines
 function Lines:__tostring() return self.indented end

@@ -9,6 +9,10 @@
 ---     function MyMonitor:check() ... end
 local core = require("moonwatch.core")
 local log = require("moonwatch.log")
+local config = require("moonwatch.config")
+local conditions = require("moonwatch.conditions")
+local result = require("moonwatch.result")
+local suggest = require("moonwatch.suggest")
 
 local M = {}
 
@@ -40,6 +44,16 @@ setmetatable(Monitor, { __call = construct })
 
 local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
+--- A value as given, for messages: strings quoted (`"5s" (a string)`), so a
+--- string that looks like a number is not mistaken for one.
+local function shown(v, from)
+  local also = from and (", from " .. from) or ""
+  if type(v) == "string" then return string.format("%q (a string%s)", v, also) end
+  local s = type(v) == "table" and "a table" or tostring(v)
+  return from and (s .. " (from " .. from .. ")") or s
+end
+M.shown = shown
+
 --- A finite number above 0 (NaN is not).
 local function positive(x) return type(x) == "number" and x > 0 and x < math.huge end
 M.positive = positive
@@ -47,23 +61,30 @@ M.positive = positive
 --- The scheduler's resolution: ticks are whole milliseconds.
 M.MIN_INTERVAL = 0.001
 
+-- What is wrong with a check_every or cpu_budget value (nil: nothing).
+local function bad_every(every)
+  if not positive(every) then return "must be a number of seconds greater than 0" end
+  if every < M.MIN_INTERVAL then
+    return string.format("must be at least %s s (the scheduler's resolution)", M.MIN_INTERVAL)
+  end
+end
+
+local function bad_budget(budget)
+  if budget ~= nil and budget ~= 0 and not (positive(budget) and budget >= 0.01) then
+    return "must be 0 (no limit) or a number of seconds of at least 0.01"
+  end
+end
+
 --- Checks `check_every` (and `cpu_budget`) and builds the instance fields.
 ---@param kwargs {check_every: number, name?: string, cpu_budget?: number}
 function Monitor:new(kwargs)
   if type(kwargs) ~= "table" then fail("%s: expected a table of options", self.__name) end
   local every = kwargs.check_every
-  if not positive(every) then
-    fail("check_every must be a number of seconds greater than 0, got %s", tostring(every))
-  end
-  if every < M.MIN_INTERVAL then
-    fail("check_every must be at least %s s (the scheduler's resolution), got %s",
-      M.MIN_INTERVAL, tostring(every))
-  end
+  local why = bad_every(every)
+  if why then fail("check_every %s, got %s", why, shown(every)) end
   local budget = kwargs.cpu_budget
-  if budget ~= nil and budget ~= 0 and not (positive(budget) and budget >= 0.01) then
-    fail("cpu_budget must be 0 (no limit) or a number of seconds of at least 0.01, got %s",
-      tostring(budget))
-  end
+  why = bad_budget(budget)
+  if why then fail("cpu_budget %s, got %s", why, shown(budget)) end
   return setmetatable({
     name = kwargs.name or self.__name,
     interval = every,
@@ -99,8 +120,27 @@ local REQUEST_KEYS = { "headers", "body", "connect_timeout", "follow_redirects",
                        "fresh_connection", "user_agent", "trust_redirects",
                        "allow_insecure_redirects" }
 
---- Options: method, url, timeout, check_every, plus any request option
---- (headers, body, follow_redirects, verify, ca_file, ...).
+--- Every option an HttpMonitor knows; anything else is a typo.
+M.HTTP_OPTIONS = { "method", "url", "timeout", "check_every", "name", "cpu_budget",
+                   "expect", "failure_threshold", "success_threshold" }
+for _, k in ipairs(REQUEST_KEYS) do M.HTTP_OPTIONS[#M.HTTP_OPTIONS + 1] = k end
+local known_option = {}
+for _, k in ipairs(M.HTTP_OPTIONS) do known_option[k] = true end
+
+--- Redirects are followed by default, as the tutorial's aiohttp does.
+M.DEFAULT_MAX_REDIRECTS = 10
+
+local function threshold(o, key, where)
+  local v = o[key]
+  if v ~= nil and (math.type(v) ~= "integer" or v < 1) then
+    fail("%s.%s must be an integer of at least 1, got %s", where, key, shown(v))
+  end
+  return v
+end
+
+--- Options: method, url, timeout, check_every, expect (conditions),
+--- failure_threshold, success_threshold, name, cpu_budget, plus any request
+--- option (headers, body, follow_redirects, verify, ca_file, ...).
 ---@param kwargs {http_client: moonwatch.http.Client, options: table, name?: string}
 function HttpMonitor:new(kwargs)
   if type(kwargs) ~= "table" then fail("HttpMonitor: expected a table of arguments") end
@@ -109,28 +149,50 @@ function HttpMonitor:new(kwargs)
     fail("options must be a table (method, url, timeout, check_every), got %s", type(o))
   end
   if kwargs.http_client == nil then fail("http_client is required") end
+  -- Errors name the settings path the options came from, when they did.
+  local path = config.where and config.where(o)
+  local where = path or "options"
+  local function got(key) return shown(o[key], config.source and config.source(o, key)) end
+  local unknown = {}
+  for k in pairs(o) do
+    if type(k) ~= "string" or not known_option[k] then unknown[#unknown + 1] = tostring(k) end
+  end
+  if #unknown > 0 then
+    table.sort(unknown)
+    fail("%s: unknown option '%s'%s", where, unknown[1], suggest.hint(unknown[1], M.HTTP_OPTIONS))
+  end
   if type(o.url) ~= "string" or not o.url:match("^https?://[^/]") then
-    fail("options.url must be an http:// or https:// URL string, got %s",
-      type(o.url) == "string" and ("'" .. o.url .. "'") or type(o.url))
+    fail("%s.url must be an http:// or https:// URL string, got %s", where,
+      type(o.url) == "string" and ("'" .. o.url .. "'") or got("url"))
   end
   local method = o.method or "GET"
   if not M.METHODS[method] then
-    fail("options.method '%s' is not a known HTTP method (use GET, HEAD, POST, PUT, "
-      .. "PATCH, DELETE or OPTIONS)", tostring(method))
+    fail("%s.method '%s' is not a known HTTP method (use GET, HEAD, POST, PUT, "
+      .. "PATCH, DELETE or OPTIONS)", where, tostring(method))
   end
   if not positive(o.timeout) then
-    fail("options.timeout must be a number of seconds greater than 0, got %s",
-      tostring(o.timeout))
+    fail("%s.timeout must be a number of seconds greater than 0, got %s", where, got("timeout"))
   end
-  local ok, obj = pcall(Monitor.new, self,
-    { check_every = o.check_every, name = kwargs.name or o.name or o.url,
-      cpu_budget = o.cpu_budget })
-  if not ok then fail("options.%s", obj) end
-  self = obj
+  for _, key in ipairs{ "check_every", "cpu_budget" } do
+    local why = (key == "check_every" and bad_every or bad_budget)(o[key])
+    if why then fail("%s.%s %s, got %s", where, key, why, got(key)) end
+  end
+  local name = kwargs.name or o.name or (path and path:match("[^.]+$")) or o.url
+  self = Monitor.new(self, { check_every = o.check_every, name = name,
+                             cpu_budget = o.cpu_budget })
+  self.failure_threshold = threshold(o, "failure_threshold", where)
+  self.success_threshold = threshold(o, "success_threshold", where)
+  local judge, bad = conditions.compile(o.expect, where .. ".expect")
+  if not judge then error(bad, 0) end
+  self.judge = judge
   self.http_client = kwargs.http_client
   self.method, self.url, self.timeout = method, o.url, o.timeout
-  local request = { method = method, url = o.url, timeout = o.timeout }
-  for _, k in ipairs(REQUEST_KEYS) do request[k] = o[k] end
+  local request = { method = method, url = o.url, timeout = o.timeout,
+                    follow_redirects = true, max_redirects = M.DEFAULT_MAX_REDIRECTS }
+  for _, k in ipairs(REQUEST_KEYS) do
+    if o[k] ~= nil then request[k] = o[k] end
+  end
+  if conditions.needs_cert(judge) then request.cert_info = true end
   -- Every option is checked now, so --check finds what each check would
   -- fail on. A client without :check (a spec's fake) gets the core's.
   local client = kwargs.http_client
@@ -140,25 +202,39 @@ function HttpMonitor:new(kwargs)
   else
     checked, why = pcall(core.http_check, request)
   end
-  if not checked then fail("options: %s", tostring(why)) end
+  if not checked then fail("%s: %s", where, tostring(why)) end
   self.request = request
   return self
 end
 
---- Sends the request and logs one record: the response, or the failure.
---- Returns the response, or nil and the error.
+--- Sends the request, judges the response by the monitor's conditions and
+--- logs one record: INFO for an up result (the tutorial's record), WARNING
+--- with the reason for a down one. Returns the result (moonwatch.result):
+--- its fields are monitor, method, url, up, reason and kind when down,
+--- status, size, duration, time (the phase times) and response.
 function HttpMonitor:check()
   local started = core.now()
   local resp, err, kind = self.http_client:request(self.request)
-  local took = round3(core.now() - started)
+  local duration = core.now() - started
+  local took = round3(duration)
   if resp then
-    self.logger:info("Check\n    %s %s\n    response code: %s\n    content length: %s\n"
-      .. "    request took: %s seconds", self.method, self.url, resp.status, resp.size, took)
-    return resp
+    local up, reason = self.judge(resp)
+    if up then
+      self.logger:info("Check\n    %s %s\n    response code: %s\n    content length: %s\n"
+        .. "    request took: %s seconds", self.method, self.url, resp.status, resp.size, took)
+    else
+      self.logger:warning("Check failed\n    %s %s\n    response code: %s\n    reason: %s\n"
+        .. "    request took: %s seconds", self.method, self.url, resp.status, reason, took)
+    end
+    return { up = up, reason = reason, kind = (not up) and "condition" or nil,
+             monitor = self.name, method = self.method, url = self.url,
+             status = resp.status, size = resp.size, duration = duration,
+             time = resp.time, response = resp }
   end
   self.logger:warning("Check failed\n    %s %s\n    error: %s\n    request took: %s seconds",
     self.method, self.url, tostring(err), took)
-  return nil, err, kind
+  return result.down(tostring(err), kind, { monitor = self.name, method = self.method,
+                                            url = self.url, duration = duration })
 end
 
 return M

@@ -1,0 +1,162 @@
+--- The state of each monitor, judged from its results: PENDING (no
+--- judgement yet), UP or DOWN, with the time of the last change, the number
+--- of consecutive results alike, and the last reason.
+---
+---     c.state = providers.Singleton(mw.State)
+---     c.dispatcher = providers.Factory(mw.Dispatcher,
+---       { monitors = ..., consumers = providers.List(c.state) })
+---     c.state():get("example").state  --> "UP"
+---
+--- A monitor goes DOWN after `failure_threshold` down results in a row and
+--- UP again after `success_threshold` up results in a row (the monitor's own
+--- settings, else the State's, else 1 and 1). From PENDING the first up
+--- result makes it UP; down results count towards DOWN as they would from
+--- UP. Each change to DOWN, and back to UP, is logged once, by the logger
+--- "State"; the first UP after PENDING is not.
+---
+--- It is a result consumer: anything with `on_result(self, monitor, result)`
+--- (and optionally `on_monitor(self, monitor, name)`, called once per monitor when
+--- the Dispatcher is built) can be listed in the Dispatcher's `consumers`
+--- instead, or beside it (a spec's recorder, later alerts and metrics).
+local core = require("moonwatch.core")
+local log = require("moonwatch.log")
+
+local M = {}
+
+M.FAILURE_THRESHOLD = 1
+M.SUCCESS_THRESHOLD = 1
+
+---@class moonwatch.MonitorState
+---@field name string
+---@field state "PENDING"|"UP"|"DOWN"
+---@field since number   Unix time of the last change (of the first result while PENDING)
+---@field consecutive integer  results in a row alike (up or down), the last included
+---@field reason string? the last down result's reason
+---@field last table?    the last result
+---@field checks integer results so far
+---@field ups integer
+---@field downs integer
+
+---@class moonwatch.State
+local State = {}
+State.__index = State
+
+local function threshold(value, default, what)
+  if value == nil then return default end
+  if math.type(value) ~= "integer" or value < 1 then
+    error(string.format("%s must be an integer of at least 1, got %s", what, tostring(value)), 0)
+  end
+  return value
+end
+
+--- kwargs: failure_threshold, success_threshold (defaults for every
+--- monitor), clock (a function returning Unix time; core.time).
+---@param kwargs {failure_threshold?: integer, success_threshold?: integer, clock?: fun(): number}?
+---@return moonwatch.State
+function M.new(kwargs)
+  kwargs = kwargs or {}
+  if type(kwargs) ~= "table" then error("State: expected a table of options", 0) end
+  return setmetatable({
+    failure_threshold = threshold(kwargs.failure_threshold, M.FAILURE_THRESHOLD,
+      "failure_threshold"),
+    success_threshold = threshold(kwargs.success_threshold, M.SUCCESS_THRESHOLD,
+      "success_threshold"),
+    clock = kwargs.clock or core.time,
+    logger = log.get("State"),
+    by_name = {},
+    order = {},
+  }, State)
+end
+
+--- "45s", "2m13s", "3h05m", "2d04h".
+---@param s number seconds
+---@return string
+function M.duration(s)
+  if s < 10 then return string.format("%.1fs", s) end
+  s = math.floor(s + 0.5)
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return string.format("%dm%02ds", s // 60, s % 60) end
+  if s < 86400 then return string.format("%dh%02dm", s // 3600, s % 3600 // 60) end
+  return string.format("%dd%02dh", s // 86400, s % 86400 // 3600)
+end
+
+local function name_of(monitor, result)
+  return tostring(result.monitor or monitor.name or "?")
+end
+
+local function entry_for(self, name, now)
+  local e = self.by_name[name]
+  if not e then
+    e = { name = name, state = "PENDING", since = now, consecutive = 0, checks = 0,
+          ups = 0, downs = 0 }
+    self.by_name[name] = e
+    self.order[#self.order + 1] = name
+  end
+  return e
+end
+
+local function plural(n, one, many) return n == 1 and one or many end
+
+--- Whether x is a State.
+function M.is_state(x) return getmetatable(x) == State end
+
+--- Registers a monitor before its first result: it is PENDING.
+---@param monitor table
+function State:on_monitor(monitor, name)
+  entry_for(self, tostring(name or monitor.name or "?"), self.clock())
+end
+
+--- Takes one result of `monitor`; returns its state entry.
+---@param monitor table
+---@param result table
+---@return moonwatch.MonitorState
+function State:on_result(monitor, result)
+  local now = result.at or self.clock()
+  local e = entry_for(self, name_of(monitor, result), now)
+  local up = result.up == true
+  if e.last and (e.last.up == true) == up then
+    e.consecutive = e.consecutive + 1
+  else
+    e.consecutive = 1
+  end
+  e.checks = e.checks + 1
+  e.last = result
+  if up then
+    e.ups = e.ups + 1
+    local need = threshold(monitor.success_threshold, self.success_threshold,
+      "success_threshold")
+    if e.state == "PENDING" then -- a monitor that starts well is no news
+      e.state, e.since, e.reason = "UP", now, nil
+    elseif e.state == "DOWN" and e.consecutive >= need then
+      local was = now - e.since
+      e.state, e.since = "UP", now
+      self.logger:info("%s is UP again after %s down", e.name, M.duration(was))
+    end
+  else
+    e.downs = e.downs + 1
+    e.reason = result.reason
+    local need = threshold(monitor.failure_threshold, self.failure_threshold,
+      "failure_threshold")
+    if e.state ~= "DOWN" and e.consecutive >= need then
+      e.state, e.since = "DOWN", now
+      self.logger:warning("%s is DOWN after %d failed %s: %s", e.name, e.consecutive,
+        plural(e.consecutive, "check", "checks"), tostring(result.reason))
+    end
+  end
+  return e
+end
+
+--- The state of one monitor, or nil before its first result.
+---@param name string
+---@return moonwatch.MonitorState?
+function State:get(name) return self.by_name[name] end
+
+--- Every monitor's state, in the order of their first results.
+---@return moonwatch.MonitorState[]
+function State:all()
+  local out = {}
+  for i, name in ipairs(self.order) do out[i] = self.by_name[name] end
+  return out
+end
+
+return setmetatable(M, { __call = function(_, kwargs) return M.new(kwargs) end })
