@@ -19,7 +19,8 @@ function M.compile(expect, where)
   if type(expect) ~= "table" then
     return nil, string.format("%s must be a table of conditions, got %s", where, type(expect))
   end
-  for k in pairs(expect) do
+  local k = next(expect)
+  if k ~= nil then
     return nil, string.format("%s: condition '%s' is not supported yet%s", where, tostring(k),
       suggest.hint(tostring(k), M.KEYS))
   end
