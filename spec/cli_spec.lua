@@ -256,8 +256,37 @@ describe("moonwatch command", function()
         .. "http:// or https:// URL string, got 42\n")
       has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: options.method 'FETCH' is "
         .. "not a known HTTP method")
-      has(r.stderr, "moonwatch: " .. path .. ": dispatcher → monitors[1] → example_monitor: "
-        .. "options.url must be")
+      -- once: not again through the dispatcher that lists the monitor
+      has_not(r.stderr, "dispatcher → ")
+    end)
+
+    it("prints one line for one bad monitor listed by the dispatcher", function()
+      local path = CONFIGS .. "bad_method.lua"
+      local r = moonwatch({ "--check", path }, env)
+      assert.equal(1, r.status)
+      assert.equal("", r.stdout)
+      assert.equal("moonwatch: " .. path .. ": example_monitor: options.method 'FETCH' is not "
+        .. "a known HTTP method (use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)\n", r.stderr)
+    end)
+
+    it("prints one line for a singleton that every monitor is built from", function()
+      local path = CONFIGS .. "bad_provider.lua"
+      local r = moonwatch({ "--check", path }, env)
+      assert.equal(1, r.status)
+      assert.equal("moonwatch: " .. path .. ": http_client: " .. path .. ":9: cannot read the "
+        .. "CA bundle /nonexistent/ca.pem\n", r.stderr)
+    end)
+
+    it("says where a refused value came from", function()
+      local path = CONFIGS .. "typos.lua"
+      local r = moonwatch({ "--check", "--set", "retries=true", path }, env)
+      assert.equal(1, r.status)
+      assert.equal("moonwatch: " .. path .. ": retries → n: option config.retries: expected an "
+        .. "integer, got true (a boolean, from --set)\n", r.stderr)
+      r = moonwatch({ "--check", path }, { FIXTURE_URL = srv.base, MOONWATCH_RETRIES = "2x" })
+      assert.equal(1, r.status)
+      assert.equal("moonwatch: " .. path .. ": retries → n: option config.retries: expected an "
+        .. "integer, got \"2x\" (from environment MOONWATCH_RETRIES)\n", r.stderr)
     end)
 
     it("exits 1 on request options that every check would fail on", function()
@@ -296,6 +325,58 @@ describe("moonwatch command", function()
         assert.equal("", r.stdout, name)
         has(r.stderr, CONFIGS .. name .. ".lua")
       end
+    end)
+  end)
+
+  describe("a setting no provider reads", function()
+    local path = CONFIGS .. "typos.lua"
+
+    it("from --set is an error naming the closest path, in every mode", function()
+      for _, mode in ipairs{ {}, { "--once" }, { "--check" } } do
+        local args = table.move(mode, 1, #mode, 1, {})
+        table.move({ "--set", "monitors.helth.url=http://x", path }, 1, 3, #args + 1, args)
+        local r = moonwatch(args, env)
+        assert.equal(1, r.status, table.concat(args, " "))
+        assert.equal("", r.stdout)
+        assert.equal("moonwatch: --set monitors.helth.url: no provider reads this setting "
+          .. "(did you mean monitors.health.url?)\n", r.stderr)
+      end
+    end)
+
+    it("from the environment is an error naming the closest variable", function()
+      local r = moonwatch({ "--check", path },
+        { FIXTURE_URL = srv.base, MOONWATCH_MONITORS__HELTH__URL = "http://x" })
+      assert.equal(1, r.status)
+      assert.equal("moonwatch: environment MOONWATCH_MONITORS__HELTH__URL: no provider reads "
+        .. "this setting (did you mean MOONWATCH_MONITORS__HEALTH__URL?)\n", r.stderr)
+    end)
+
+    it("suggests nothing when nothing is close, and reports each on a line", function()
+      local r = moonwatch({ "--check", "--set", "nothing.like.this=1", "--set", "log.levle=DEBUG",
+                            path }, { FIXTURE_URL = srv.base, MOONWATCH_RETRISE = "2" })
+      assert.equal(1, r.status)
+      assert.equal("moonwatch: environment MOONWATCH_RETRISE: no provider reads this setting "
+        .. "(did you mean MOONWATCH_RETRIES?)\n"
+        .. "moonwatch: --set nothing.like.this: no provider reads this setting\n"
+        .. "moonwatch: --set log.levle: no provider reads this setting "
+        .. "(did you mean log.level?)\n", r.stderr)
+    end)
+
+    it("is not one of the project's own MOONWATCH_ variables", function()
+      local r = moonwatch({ "--check", path }, {
+        FIXTURE_URL = srv.base, MOONWATCH_BIN = BIN, MOONWATCH_BUILD = "build",
+        MOONWATCH_SANITIZE = "OFF", MOONWATCH_LUA_PATH = "x", MOONWATCH_FIXTURE_PYTHON = "python3",
+        MOONWATCH_VERSION = "1", MOONWATCH_ = "x", MOONWATCH_MONITORS__HEALTH__TIMEOUT = "3",
+      })
+      assert.equal("", r.stderr)
+      assert.equal(0, r.status)
+      assert.equal(path .. ": OK\n", r.stdout)
+    end)
+
+    it("is read when a provider reads the subtree holding it", function()
+      local r = moonwatch({ "--check", "--set", "monitors.health.verify=false", path }, env)
+      assert.equal("", r.stderr)
+      assert.equal(0, r.status)
     end)
   end)
 

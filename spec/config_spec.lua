@@ -197,6 +197,32 @@ describe("Configuration", function()
       assert.matches("got %-1$", err_of(function() return convert(-1, "as_duration") end))
     end)
 
+    it("name the type of a value of the wrong type, quoted as given", function()
+      assert.equal("option config.v: expected an integer, got true (a boolean)",
+        err_of(function() return convert(true, "as_int") end))
+      assert.equal("option config.v: expected a duration such as 5s, 250ms or 1m30s, "
+        .. "got false (a boolean)", err_of(function() return convert(false, "as_duration") end))
+      assert.equal("option config.v: expected a number, got a table",
+        err_of(function() return convert({}, "as_number") end))
+    end)
+
+    it("say where a refused value came from", function()
+      assert(config:from_strings { "monitors.example.timeout=5x", "log.level=true" })
+      assert.equal("option config.monitors.example.timeout: expected a duration such as 5s, "
+        .. "250ms or 1m30s, got \"5x\" (from --set)",
+        err_of(config.monitors.example.timeout:as_duration()))
+      assert(config:from_env("MOONWATCH", { MOONWATCH_MONITORS__EXAMPLE__CHECK_EVERY = "on" }))
+      assert.equal("option config.monitors.example.check_every: expected a number, got \"on\" "
+        .. "(from environment MOONWATCH_MONITORS__EXAMPLE__CHECK_EVERY)",
+        err_of(config.monitors.example.check_every:as_number()))
+      assert.equal("option config.log.level: expected an integer, got true (a boolean, from --set)",
+        err_of(config.log.level:as_int()))
+      local path = settings_file("monitors = { example = { timeout = {} } }\n")
+      assert(config:from_file(path))
+      assert.equal("option config.monitors.example.timeout: expected a number, got a table "
+        .. "(from file " .. path .. ")", err_of(config.monitors.example.timeout:as_number()))
+    end)
+
     it("pass a missing value through as nil unless required", function()
       assert.is_nil(config.nope:as_int()())
       local missing = "required option config.nope is not set"
@@ -406,6 +432,213 @@ describe("Configuration", function()
     it("rejects a missing prefix", function()
       assert.matches("from_env: expected a non%-empty prefix, got nil$",
         err_of(function() local r = config:from_env(); return r end))
+    end)
+  end)
+
+  describe("where and source", function()
+    it("where: the path of an injected table, nil for any other", function()
+      local options = config.monitors.example()
+      assert.equal("monitors.example", configuration.where(options))
+      assert.same(defaults().monitors.example, options)
+      assert.is_nil(getmetatable(options))  -- what the provider gets stays plain
+      assert.equal("monitors", configuration.where(config.monitors()))
+      assert.equal("monitors.example", configuration.where(config.monitors().example))
+      assert.equal("", configuration.where(config()))
+      assert.is_nil(configuration.where({}))
+      assert.is_nil(configuration.where(defaults().monitors.example))
+      assert.is_nil(configuration.where("monitors.example"))
+    end)
+
+    it("source: nil for the defaults and code, else the file, --set or variable", function()
+      local path = settings_file("monitors = { example = { method = 'HEAD' } }\n")
+      assert(config:from_file(path))
+      assert(config:from_env("MOONWATCH", { MOONWATCH_MONITORS__EXAMPLE__TIMEOUT = "2" }))
+      assert(config:from_strings { "monitors.example.url=http://x" })
+      config:from_table { monitors = { example = { check_every = 9 } } }
+      local options = config.monitors.example()
+      assert.equal("file " .. path, configuration.source(options, "method"))
+      assert.equal("environment MOONWATCH_MONITORS__EXAMPLE__TIMEOUT",
+        configuration.source(options, "timeout"))
+      assert.equal("--set", configuration.source(options, "url"))
+      assert.is_nil(configuration.source(options, "check_every"))
+      assert.is_nil(configuration.source(options, "nothing"))
+      assert.is_nil(configuration.source(defaults().monitors.example, "url"))
+      -- through a table above
+      assert.equal("--set", configuration.source(config.monitors().example, "url"))
+    end)
+
+    it("source: the latest source wins, and a table replaced by a file is the file's", function()
+      assert(config:from_strings { "monitors.example.timeout=2" })
+      assert(config:from_env("MW", { MW_MONITORS__EXAMPLE__TIMEOUT = "3" }))
+      assert.equal("environment MW_MONITORS__EXAMPLE__TIMEOUT",
+        configuration.source(config.monitors.example(), "timeout"))
+      config:from_table { monitors = { example = { timeout = 4 } } }
+      assert.is_nil(configuration.source(config.monitors.example(), "timeout"))
+      local path = settings_file("monitors = { example = { headers = { A = 'b' } } }\n")
+      assert(config:from_file(path))
+      local headers = config.monitors.example().headers
+      assert.equal("monitors.example.headers", configuration.where(headers))
+      assert.equal("file " .. path, configuration.source(headers, "A"))
+    end)
+
+    it("source: an overridden value comes from code", function()
+      assert(config:from_strings { "monitors.example.timeout=2", "monitors.example.url=u" })
+      local handle = config.monitors.example.timeout:override(7)
+      local options = config.monitors.example()
+      assert.equal(7, options.timeout)
+      assert.is_nil(configuration.source(options, "timeout"))
+      assert.equal("--set", configuration.source(options, "url"))
+      handle:remove()
+      assert.equal("--set", configuration.source(config.monitors.example(), "timeout"))
+    end)
+
+    it("from_strings takes the name of its source", function()
+      assert(config:from_strings({ "log.level=DEBUG" }, "file overrides.txt"))
+      assert.equal("file overrides.txt", configuration.source(config.log(), "level"))
+      assert.equal(1, #config:unread({ config.monitors }))
+      assert.equal("file overrides.txt log.level: no provider reads this setting",
+        config:unread({ config.monitors })[1].message)
+    end)
+  end)
+
+  describe("unread settings", function()
+    -- a container wired like monitors.lua: the logger reads log.level and
+    -- log.format one by one, the monitor the whole monitors.example subtree
+    local function wired(cfg)
+      return container(function(c)
+        c.config = cfg
+        c.logging = providers.Factory(record, { level = cfg.log.level, format = cfg.log.format })
+        c.example_monitor = providers.Factory(record, { options = cfg.monitors.example })
+        c.dispatcher = providers.Factory(record, { monitors = providers.List(c.example_monitor) })
+      end)()
+    end
+
+    local function reader_paths(c)
+      local paths = {}
+      for i, ref in ipairs(configuration.readers(c)) do paths[i] = configuration.path_of(ref) end
+      table.sort(paths)
+      return paths
+    end
+
+    local function messages(cfg, c)
+      local out = {}
+      for i, u in ipairs(cfg:unread(configuration.readers(c or wired(cfg)))) do
+        out[i] = u.message
+      end
+      return out
+    end
+
+    it("readers: the references passed to providers, not the steps to them", function()
+      local c = wired(config)
+      local paths = reader_paths(c)
+      -- not config.log nor config.monitors (only indexed on the way), nor
+      -- the registered configuration itself
+      assert.same({ "config.log.format", "config.log.level", "config.monitors.example" }, paths)
+    end)
+
+    it("readers: nested providers, converted references, later definitions", function()
+      local c = container(function(c)
+        c.config = config
+        c.first = providers.Factory(record, { all = providers.Dict { x = c.later } })
+        c.later = providers.Singleton(record, { t = config.monitors.example.timeout:as_int() })
+        c.level = config.log.level
+        c.whole = providers.Callable(record, { settings = c.config })
+      end)()
+      local paths = reader_paths(c)
+      assert.same({ "config", "config.log.level", "config.monitors.example.timeout" }, paths)
+    end)
+
+    it("is empty when every given value is read", function()
+      assert(config:from_strings { "log.level=DEBUG", "monitors.example.timeout=2",
+                                   "monitors.example.verify=false" })
+      assert(config:from_env("MOONWATCH", { MOONWATCH_MONITORS__EXAMPLE__URL = "http://x" }))
+      assert.same({}, messages(config))
+    end)
+
+    it("counts a value replacing a subtree that is read", function()
+      assert(config:from_strings { "monitors=5" })
+      assert.same({}, messages(config))
+    end)
+
+    it("names a --set path no provider reads, with the closest path", function()
+      assert(config:from_strings { "log.levle=DEBUG", "monitors.exmaple.timout=2" })
+      assert.same({
+        "--set log.levle: no provider reads this setting (did you mean log.level?)",
+        "--set monitors.exmaple.timout: no provider reads this setting "
+          .. "(did you mean monitors.example.timeout?)",
+      }, messages(config))
+    end)
+
+    it("names a variable no provider reads, suggesting a variable", function()
+      assert(config:from_env("MOONWATCH", { MOONWATCH_MONITORS__EXAMPL__URL = "http://x",
+                                            MOONWATCH_LOG__LEVEL = "DEBUG" }))
+      local unread = config:unread(configuration.readers(wired(config)))
+      assert.equal(1, #unread)
+      assert.same({ "monitors", "exampl", "url" }, unread[1].path)
+      assert.equal("environment MOONWATCH_MONITORS__EXAMPL__URL", unread[1].setting)
+      assert.equal("MOONWATCH_MONITORS__EXAMPLE__URL", unread[1].suggestion)
+      assert.equal("environment MOONWATCH_MONITORS__EXAMPL__URL: no provider reads this "
+        .. "setting (did you mean MOONWATCH_MONITORS__EXAMPLE__URL?)", unread[1].message)
+    end)
+
+    it("compares one level at a time, and suggests nothing when nothing is close", function()
+      config:from_table { monitors = { health = { url = "http://h" } } }
+      assert(config:from_strings { "monitors.helth.url=x", "nothing.like.this=1" })
+      local c = container(function(c)
+        c.config = config
+        c.example = providers.Factory(record, { options = config.monitors.example })
+        c.health = providers.Factory(record, { options = config.monitors.health })
+      end)()
+      assert.same({
+        "--set monitors.helth.url: no provider reads this setting "
+          .. "(did you mean monitors.health.url?)",
+        "--set nothing.like.this: no provider reads this setting",
+      }, messages(config, c))
+      -- without the health monitor, "helth" is not close to "example"
+      local other = providers.Configuration(defaults())
+      assert(other:from_strings { "monitors.helth.url=x" })
+      assert.same({ "--set monitors.helth.url: no provider reads this setting" },
+        messages(other))
+    end)
+
+    it("suggests a default that no provider reads, not the typo itself", function()
+      assert(config:from_strings { "log.colour=1", "log.colr=1" })
+      config:from_table { log = { color = true } }
+      assert.same({
+        "--set log.colour: no provider reads this setting (did you mean log.color?)",
+        "--set log.colr: no provider reads this setting (did you mean log.color?)",
+      }, messages(config))
+    end)
+
+    it("reports a setting given twice once", function()
+      assert(config:from_strings { "log.levle=A" })
+      assert(config:from_strings { "log.levle=B" })
+      assert.equal(1, #messages(config))
+    end)
+
+    it("ignores references to another configuration", function()
+      local other = providers.Configuration(defaults())
+      assert(config:from_strings { "log.level=DEBUG" })
+      assert.equal(1, #config:unread({ other.log.level }))
+      assert.equal(0, #config:unread({ config.log.level }))
+    end)
+
+    it("leaves out the variables from_env is told to ignore", function()
+      assert(config:from_env("MOONWATCH", {
+        MOONWATCH_BIN = "build/moonwatch", MOONWATCH_LUA_DIR = "lua", MOONWATCH_ = "x",
+        MOONWATCHER_LOG__LEVEL = "x", MOONWATCH_LOG__LEVEL = "DEBUG",
+      }, { ignore = { "MOONWATCH_BIN", "MOONWATCH_LUA_DIR" } }))
+      assert.is_nil(config.bin())
+      assert.is_nil(config.lua_dir())
+      assert.same({}, messages(config))
+      assert(config:from_env("MOONWATCH", { MOONWATCH_BIN = "x" }))
+      assert.same({ "environment MOONWATCH_BIN: no provider reads this setting" },
+        messages(config))
+    end)
+
+    it("rejects what is not a list of references", function()
+      assert.matches("unread: expected a list of option references, got Option",
+        err_of(function() return config:unread(config.log) end))
     end)
   end)
 

@@ -121,16 +121,30 @@ function M.load(path)
 end
 
 --- Builds an instance with settings applied: instance or nil, message.
+--- A --set path or MOONWATCH_* variable that no option reference of the
+--- instance reads is an error (a typo), one line each.
 function M.instantiate(def, path, sets)
   local ok, c = pcall(bounded, def)
   if not ok then return nil, path .. ": " .. tostring(c) end
   local has = {}
   for _, name in ipairs(c:provider_names()) do has[name] = true end
   if has.config and providers.kind_of(c.config) == "Configuration" then
-    local cfg, err = c.config:from_env("MOONWATCH")
+    -- The project's own variables (the executable's, the specs' and the
+    -- build's) share the prefix and are never settings.
+    local own = { "MOONWATCH_LUA_DIR", "MOONWATCH_LUA_PATH", "MOONWATCH_BIN",
+                  "MOONWATCH_BUILD", "MOONWATCH_SANITIZE", "MOONWATCH_FIXTURE_PYTHON",
+                  "MOONWATCH_VERSION" }
+    local cfg, err = c.config:from_env("MOONWATCH", nil, { ignore = own })
     if not cfg then return nil, "environment: " .. tostring(err) end
     cfg, err = c.config:from_strings(sets)
     if not cfg then return nil, "--set: " .. tostring(err) end
+    local unread = c.config:unread(require("moonwatch.config").readers(c))
+    if #unread > 0 then
+      local lines = {}
+      for i, u in ipairs(unread) do lines[i] = u.message end
+      -- main prints "moonwatch: " before the message: one error a line
+      return nil, table.concat(lines, "\nmoonwatch: ")
+    end
   elseif #sets > 0 then
     return nil, "--set: " .. path .. " has no provider named 'config' to apply settings to"
   end
@@ -139,16 +153,32 @@ function M.instantiate(def, path, sets)
   return c, has
 end
 
+--- Builds every provider; the errors, each root cause once. A provider that
+--- fails is met again through every provider built from it, as a chain
+--- ending in its own error (`dispatcher → monitors[1] → example_monitor:
+--- ...` after `example_monitor: ...`): such a chain is left out.
 local function build_all(c, path)
   local errors = {}
   for _, name in ipairs(c:provider_names()) do
     local kind = providers.kind_of(c[name])
     if kind ~= "Resource" and kind ~= "Configuration" then
       local ok, err = pcall(bounded, c[name])
-      if not ok then errors[#errors + 1] = path .. ": " .. tostring(err) end
+      if not ok then errors[#errors + 1] = tostring(err) end
     end
   end
-  return errors
+  local out = {}
+  for _, e in ipairs(errors) do
+    local repeated = false
+    for _, other in ipairs(errors) do
+      local tail = " → " .. other
+      if #e > #tail and e:sub(-#tail) == tail then
+        repeated = true
+        break
+      end
+    end
+    if not repeated then out[#out + 1] = path .. ": " .. e end
+  end
+  return out
 end
 
 --- One line per monitor after --once's records: name, UP or DOWN, and the

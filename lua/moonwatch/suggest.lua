@@ -3,6 +3,11 @@
 ---     suggest.closest("folow_redirects", { "follow_redirects", "verify" })
 ---     --> "follow_redirects"
 ---     suggest.hint("helth", names) --> " (did you mean 'health'?)" or ""
+---
+--- And how to show a value that has the wrong type, for the same messages:
+---
+---     "got " .. suggest.describe("2")           --> got "2" (a string)
+---     "got " .. suggest.describe(2, "--set")    --> got 2 (a number, from --set)
 local M = {}
 
 --- Optimal string alignment distance (Levenshtein plus transpositions).
@@ -56,6 +61,33 @@ end
 function M.hint(name, known)
   local best = M.closest(name, known)
   return best and string.format(" (did you mean '%s'?)", best) or ""
+end
+
+--- A string as Lua writes it, on one line: `"a\nb"`, for messages.
+---@param s string
+---@return string
+function M.quote(s)
+  return (string.format("%q", s):gsub("\\\n", "\\n"))
+end
+
+local articles = { string = "a string", number = "a number", boolean = "a boolean" }
+
+--- A value as given, with its type and, when known, where it came from
+--- (`config.source`): `"2" (a string)`, `true (a boolean, from --set)`,
+--- `a table (from file settings.lua)`, `nil`. Strings are quoted so that
+--- "2" and 2 read differently.
+---@param value any
+---@param source string? such as "--set" or "environment MOONWATCH_X"
+---@return string
+function M.describe(value, source)
+  local from = source and (", from " .. source) or ""
+  local t = type(value)
+  if t == "string" then return string.format("%s (a string%s)", M.quote(value), from) end
+  if t == "number" or t == "boolean" then
+    return string.format("%s (%s%s)", tostring(value), articles[t], from)
+  end
+  if value == nil then return "nil" end
+  return "a " .. t .. (source and (" (from " .. source .. ")") or "")
 end
 
 return M

@@ -1,27 +1,41 @@
 --- Conversions applied by option references (`:as_int()`, ...). Each takes
---- a non-nil value and returns the converted value, or nil and a message.
+--- a non-nil value and, optionally, where it came from (`config.source`:
+--- "--set", "environment MOONWATCH_X", "file settings.lua"), and returns the
+--- converted value, or nil and a message quoting the value as given.
+local suggest = require("moonwatch.suggest")
+
 local M = {}
 
-local function got(v)
-  if type(v) == "string" then return string.format("got %q", v) end
-  if type(v) == "number" or type(v) == "boolean" then return "got " .. tostring(v) end
-  return "got a " .. type(v)
+--- "got ..." for a value a conversion refused. A value of a type the
+--- conversion takes (a string "5.5" for an integer) is quoted as it is;
+--- one of another type has its type named too (`got true (a boolean)`),
+--- since that is what is wrong. The source follows either way.
+---@param v any
+---@param source string?
+---@param takes table<string, boolean> the types the conversion accepts
+---@return string
+local function got(v, source, takes)
+  if not takes[type(v)] then return "got " .. suggest.describe(v, source) end
+  local shown = type(v) == "string" and suggest.quote(v) or tostring(v)
+  return "got " .. shown .. (source and (" (from " .. source .. ")") or "")
 end
 
+local SCALARS = { string = true, number = true }
+
 ---@return integer|nil, string?
-function M.integer(v)
+function M.integer(v, source)
   local n = v
   if type(v) == "string" then n = tonumber(v) end
   local i = type(n) == "number" and math.tointeger(n) or nil
-  if i == nil then return nil, "expected an integer, " .. got(v) end
+  if i == nil then return nil, "expected an integer, " .. got(v, source, SCALARS) end
   return i
 end
 
 ---@return number|nil, string?
-function M.number(v)
+function M.number(v, source)
   local n = v
   if type(v) == "string" then n = tonumber(v) end
-  if type(n) ~= "number" then return nil, "expected a number, " .. got(v) end
+  if type(n) ~= "number" then return nil, "expected a number, " .. got(v, source, SCALARS) end
   return n
 end
 
@@ -31,7 +45,7 @@ local words = {
 }
 
 ---@return boolean|nil, string?
-function M.boolean(v)
+function M.boolean(v, source)
   if type(v) == "boolean" then return v end
   local b
   if type(v) == "string" then
@@ -40,16 +54,17 @@ function M.boolean(v)
     b = v == 1
   end
   if b == nil then
-    return nil, "expected a boolean (true/false, yes/no, on/off, 1/0), " .. got(v)
+    return nil, "expected a boolean (true/false, yes/no, on/off, 1/0), "
+      .. got(v, source, SCALARS)
   end
   return b
 end
 
 ---@return string|nil, string?
-function M.string(v)
+function M.string(v, source)
   if type(v) == "string" then return v end
   if type(v) == "number" or type(v) == "boolean" then return tostring(v) end
-  return nil, "expected a string, " .. got(v)
+  return nil, "expected a string, " .. got(v, source, SCALARS)
 end
 
 local units = { ms = 0.001, s = 1, m = 60, h = 3600 }
@@ -58,8 +73,8 @@ local units = { ms = 0.001, s = 1, m = 60, h = 3600 }
 --- `<number><unit>` parts, unit one of ms, s, m, h (`5s`, `250ms`, `1m30s`);
 --- a bare numeral means seconds. Never negative.
 ---@return number|nil, string?
-function M.duration(v)
-  local bad = "expected a duration such as 5s, 250ms or 1m30s, " .. got(v)
+function M.duration(v, source)
+  local bad = "expected a duration such as 5s, 250ms or 1m30s, " .. got(v, source, SCALARS)
   if type(v) == "number" then
     if v < 0 or v ~= v then return nil, bad end
     return v

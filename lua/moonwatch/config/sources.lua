@@ -61,10 +61,16 @@ function M.split_path(key)
   return path
 end
 
+---@class moonwatch.config.Entry
+---@field path any[]
+---@field value any
+---@field source string what an error applying it names: `setting "a.b=1"`, ...
+---@field name string the key as typed (`a.b`) or the variable's name
+
 --- Parse `key.path=value` strings (value verbatim after the first `=`,
 --- converted by `scalar`).
 ---@param list string[]
----@return {path: any[], value: any, source: string}[]|nil entries, string? message
+---@return moonwatch.config.Entry[]|nil entries, string? message
 function M.parse_strings(list)
   local entries = {}
   for _, s in ipairs(list) do
@@ -78,20 +84,33 @@ function M.parse_strings(list)
       return nil, string.format("invalid setting %q: expected key.path=value", s)
     end
     entries[#entries + 1] = {
-      path = path, value = M.scalar(value), source = string.format("setting %q", s),
+      path = path, value = M.scalar(value), source = string.format("setting %q", s), name = key,
     }
   end
   return entries
 end
 
+--- The prefix of the variables `parse_env` reads: "MOONWATCH" and
+--- "MOONWATCH_" both give "MOONWATCH_".
+---@param prefix string
+---@return string
+function M.env_prefix(prefix)
+  return (prefix:gsub("_+$", "")) .. "_"
+end
+
 --- Collect `PREFIX_LOG__LEVEL=value` variables as `log.level = value`:
---- double underscores separate levels, keys are lowercased. `environ` (name
---- -> value) stands in for the process environment (`core.environ()`).
+--- double underscores separate levels, keys are lowercased. Only names that
+--- are the prefix, its underscore and at least one more character count;
+--- names in `ignore` (a set of whole names, such as a program's own
+--- `MOONWATCH_BIN`) are skipped. `environ` (name -> value) stands in for the
+--- process environment (`core.environ()`).
 ---@param prefix string
 ---@param environ table<string, string>?
----@return {path: any[], value: any, source: string}[]|nil entries, string? message
-function M.parse_env(prefix, environ)
-  prefix = prefix:gsub("_+$", "") .. "_"
+---@param ignore table<string, boolean>?
+---@return moonwatch.config.Entry[]|nil entries, string? message
+function M.parse_env(prefix, environ, ignore)
+  prefix = M.env_prefix(prefix)
+  ignore = ignore or {}
   environ = environ or core.environ()
   local names = {}
   for name in pairs(environ) do names[#names + 1] = name end
@@ -99,7 +118,8 @@ function M.parse_env(prefix, environ)
   local entries = {}
   for _, name in ipairs(names) do
     local value = environ[name]
-    if value ~= nil and name:sub(1, #prefix) == prefix and #name > #prefix then
+    if value ~= nil and name:sub(1, #prefix) == prefix and #name > #prefix
+        and not ignore[name] then
       local rest = name:sub(#prefix + 1):lower()
       local path = {}
       for part in (rest .. "__"):gmatch("(.-)__") do
@@ -111,6 +131,7 @@ function M.parse_env(prefix, environ)
       end
       entries[#entries + 1] = {
         path = path, value = M.scalar(value), source = "environment variable " .. name,
+        name = name,
       }
     end
   end
@@ -120,7 +141,7 @@ end
 --- Apply parsed entries to a copy of `values`; the copy, or `nil, message`
 --- (and `values` untouched) when a path runs through a non-table.
 ---@param values table
----@param entries {path: any[], value: any, source: string}[]
+---@param entries moonwatch.config.Entry[]
 ---@return table|nil, string?
 function M.apply(values, entries)
   local work = tables.deepcopy(values)
