@@ -252,9 +252,9 @@ describe("moonwatch command", function()
       local r = moonwatch({ "--check", path }, env)
       assert.equal(1, r.status)
       assert.equal("", r.stdout)
-      has(r.stderr, "moonwatch: " .. path .. ": example_monitor: options.url must be an "
+      has(r.stderr, "moonwatch: " .. path .. ": example_monitor: monitors.example.url must be an "
         .. "http:// or https:// URL string, got 42\n")
-      has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: options.method 'FETCH' is "
+      has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: monitors.httpbin.method 'FETCH' is "
         .. "not a known HTTP method")
       -- once: not again through the dispatcher that lists the monitor
       has_not(r.stderr, "dispatcher → ")
@@ -265,7 +265,7 @@ describe("moonwatch command", function()
       local r = moonwatch({ "--check", path }, env)
       assert.equal(1, r.status)
       assert.equal("", r.stdout)
-      assert.equal("moonwatch: " .. path .. ": example_monitor: options.method 'FETCH' is not "
+      assert.equal("moonwatch: " .. path .. ": example_monitor: monitors.example.method 'FETCH' is not "
         .. "a known HTTP method (use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)\n", r.stderr)
     end)
 
@@ -294,9 +294,9 @@ describe("moonwatch command", function()
       local r = moonwatch({ "--check", path }, env)
       assert.equal(1, r.status)
       assert.equal("", r.stdout)
-      has(r.stderr, "moonwatch: " .. path .. ": example_monitor: options: http request: "
+      has(r.stderr, "moonwatch: " .. path .. ": example_monitor: monitors.example: http request: "
         .. "header 'X-A' has a bad name or a line break in its value\n")
-      has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: options: http request: "
+      has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: monitors.httpbin: http request: "
         .. "option 'timeout' must be a number of seconds in (0, 86400], got 100000\n")
     end)
 
@@ -420,25 +420,25 @@ describe("moonwatch command", function()
         .. "mw.container(function(c) ... end), got a table\n", err)
     end)
 
-    it("url not a string, naming options.url and the provider chain", function()
+    it("url not a string, naming monitors.example.url and the provider chain", function()
       local err, lines = start("bad_url.lua")
       assert.equal(1, lines)
       assert.equal("moonwatch: " .. CONFIGS .. "bad_url.lua: dispatcher → monitors[1] → "
-        .. "example_monitor: options.url must be an http:// or https:// URL string, "
+        .. "example_monitor: monitors.example.url must be an http:// or https:// URL string, "
         .. "got 42\n", err)
     end)
 
     it("check_every not above 0", function()
       local err = start("bad_check_every.lua")
       assert.equal("moonwatch: " .. CONFIGS .. "bad_check_every.lua: dispatcher → monitors[1] → "
-        .. "example_monitor: options.check_every must be a number of seconds greater than 0, "
+        .. "example_monitor: monitors.example.check_every must be a number of seconds greater than 0, "
         .. "got 0\n", err)
     end)
 
     it("an unknown method", function()
       local err = start("bad_method.lua")
       assert.equal("moonwatch: " .. CONFIGS .. "bad_method.lua: dispatcher → monitors[1] → "
-        .. "example_monitor: options.method 'FETCH' is not a known HTTP method (use GET, HEAD, "
+        .. "example_monitor: monitors.example.method 'FETCH' is not a known HTTP method (use GET, HEAD, "
         .. "POST, PUT, PATCH, DELETE or OPTIONS)\n", err)
     end)
 
@@ -454,13 +454,13 @@ describe("moonwatch command", function()
         env)
       assert.equal(1, r.status)
       assert.equal("", r.stdout)
-      has(r.stderr, "example_monitor: options.check_every must be a number of seconds greater "
-        .. "than 0, got -5")
+      has(r.stderr, "example_monitor: monitors.example.check_every must be a number of seconds greater "
+        .. "than 0, got -5 (from --set)")
       r = moonwatch({ CONFIGS .. "good.lua" },
         { FIXTURE_URL = srv.base, MOONWATCH_MONITORS__EXAMPLE__METHOD = "FETCH" })
       assert.equal(1, r.status)
       assert.equal("", r.stdout)
-      has(r.stderr, "example_monitor: options.method 'FETCH' is not a known HTTP method")
+      has(r.stderr, "example_monitor: monitors.example.method 'FETCH' is not a known HTTP method")
     end)
   end)
 end)
