@@ -254,7 +254,8 @@ describe("moonwatch command", function()
       assert.equal("", r.stdout)
       has(r.stderr, "moonwatch: " .. path .. ": example_monitor: monitors.example.url must be an "
         .. "http:// or https:// URL string, got 42\n")
-      has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: monitors.httpbin.method 'FETCH' is "
+      has(r.stderr, "moonwatch: " .. path .. ": httpbin_monitor: "
+        .. "monitors.httpbin.method 'FETCH' is "
         .. "not a known HTTP method")
       -- once: not again through the dispatcher that lists the monitor
       has_not(r.stderr, "dispatcher → ")
@@ -265,7 +266,8 @@ describe("moonwatch command", function()
       local r = moonwatch({ "--check", path }, env)
       assert.equal(1, r.status)
       assert.equal("", r.stdout)
-      assert.equal("moonwatch: " .. path .. ": example_monitor: monitors.example.method 'FETCH' is not "
+      assert.equal("moonwatch: " .. path .. ": example_monitor: "
+        .. "monitors.example.method 'FETCH' is not "
         .. "a known HTTP method (use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)\n", r.stderr)
     end)
 
@@ -431,14 +433,16 @@ describe("moonwatch command", function()
     it("check_every not above 0", function()
       local err = start("bad_check_every.lua")
       assert.equal("moonwatch: " .. CONFIGS .. "bad_check_every.lua: dispatcher → monitors[1] → "
-        .. "example_monitor: monitors.example.check_every must be a number of seconds greater than 0, "
+        .. "example_monitor: "
+        .. "monitors.example.check_every must be a number of seconds greater than 0, "
         .. "got 0\n", err)
     end)
 
     it("an unknown method", function()
       local err = start("bad_method.lua")
       assert.equal("moonwatch: " .. CONFIGS .. "bad_method.lua: dispatcher → monitors[1] → "
-        .. "example_monitor: monitors.example.method 'FETCH' is not a known HTTP method (use GET, HEAD, "
+        .. "example_monitor: "
+        .. "monitors.example.method 'FETCH' is not a known HTTP method (use GET, HEAD, "
         .. "POST, PUT, PATCH, DELETE or OPTIONS)\n", err)
     end)
 
@@ -454,7 +458,8 @@ describe("moonwatch command", function()
         env)
       assert.equal(1, r.status)
       assert.equal("", r.stdout)
-      has(r.stderr, "example_monitor: monitors.example.check_every must be a number of seconds greater "
+      has(r.stderr, "example_monitor: "
+        .. "monitors.example.check_every must be a number of seconds greater "
         .. "than 0, got -5 (from --set)")
       r = moonwatch({ CONFIGS .. "good.lua" },
         { FIXTURE_URL = srv.base, MOONWATCH_MONITORS__EXAMPLE__METHOD = "FETCH" })
