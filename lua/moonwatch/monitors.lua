@@ -48,7 +48,7 @@ local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 --- string that looks like a number is not mistaken for one.
 local function shown(v, from)
   local also = from and (", from " .. from) or ""
-  if type(v) == "string" then return string.format("%q (a string%s)", v, also) end
+  if type(v) == "string" then return string.format("%s (a string%s)", suggest.quote(v), also) end
   local s = type(v) == "table" and "a table" or tostring(v)
   return from and (s .. " (from " .. from .. ")") or s
 end

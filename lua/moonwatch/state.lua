@@ -9,7 +9,8 @@
 ---
 --- A monitor goes DOWN after `failure_threshold` down results in a row and
 --- UP again after `success_threshold` up results in a row (the monitor's own
---- settings, else the State's, else 1 and 1). From PENDING the first up
+--- settings, checked when the monitor is built, else the State's, else 1
+--- and 1). From PENDING the first up
 --- result makes it UP; down results count towards DOWN as they would from
 --- UP. Each change to DOWN, and back to UP, is logged once, by the logger
 --- "State"; the first UP after PENDING is not.
@@ -123,8 +124,7 @@ function State:on_result(monitor, result)
   e.last = result
   if up then
     e.ups = e.ups + 1
-    local need = threshold(monitor.success_threshold, self.success_threshold,
-      "success_threshold")
+    local need = monitor.success_threshold or self.success_threshold
     if e.state == "PENDING" then -- a monitor that starts well is no news
       e.state, e.since, e.reason = "UP", now, nil
     elseif e.state == "DOWN" and e.consecutive >= need then
@@ -135,8 +135,7 @@ function State:on_result(monitor, result)
   else
     e.downs = e.downs + 1
     e.reason = result.reason
-    local need = threshold(monitor.failure_threshold, self.failure_threshold,
-      "failure_threshold")
+    local need = monitor.failure_threshold or self.failure_threshold
     if e.state ~= "DOWN" and e.consecutive >= need then
       e.state, e.since = "DOWN", now
       self.logger:warning("%s is DOWN after %d failed %s: %s", e.name, e.consecutive,
