@@ -34,7 +34,8 @@ CMD ["scripts/run", "monitors.lua"]
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libcurl4 libc-ares2 liblua5.4-0 ca-certificates \
+      libuv1 libcurl4 libc-ares2 libpcre2-8-0 libssl3 liblua5.4-0 lua-cjson \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system moonwatch \
  && useradd --system --gid moonwatch --home-dir /nonexistent --no-create-home \

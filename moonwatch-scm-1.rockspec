@@ -26,13 +26,17 @@ dependencies = {
   "lua >= 5.4",
 }
 
--- Debian 12: libuv1-dev, libcurl4-openssl-dev, libc-ares-dev. curl/curl.h
--- lives under /usr/include/<multiarch>/, where LuaRocks does not look for
--- headers, so libcurl is found by its library.
+-- Debian 12: libuv1-dev, libcurl4-openssl-dev, libc-ares-dev, libpcre2-dev,
+-- libssl-dev. curl/curl.h lives under /usr/include/<multiarch>/, where
+-- LuaRocks does not look for headers, so libcurl is found by its library.
+-- The conditions' JSON needs lua-cjson at run time (not a rock dependency:
+-- Debian's package provides it).
 external_dependencies = {
   UV = { header = "uv.h", library = "uv" },
   CURL = { library = "curl" },
   CARES = { header = "ares.h", library = "cares" },
+  PCRE2 = { header = "pcre2.h", library = "pcre2-8" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
 }
 
 build = {
@@ -41,6 +45,7 @@ build = {
     -- The C core: everything in c/ but the executable's main.c (and c/test/).
     ["moonwatch.core"] = {
       sources = {
+        "c/cert.c",
         "c/core.c",
         "c/dispatch.c",
         "c/dns_cache.c",
@@ -48,6 +53,8 @@ build = {
         "c/log.c",
         "c/log_lua.c",
         "c/loop.c",
+        "c/regex.c",
+        "c/regex_lua.c",
         "c/request.c",
         "c/request_lua.c",
         "c/resolver.c",
@@ -59,14 +66,16 @@ build = {
         "c/watchdog.c",
       },
       defines = { 'MOONWATCH_VERSION="0.1.0"', "_GNU_SOURCE" },
-      incdirs = { "$(UV_INCDIR)", "$(CARES_INCDIR)" },
-      libdirs = { "$(UV_LIBDIR)", "$(CURL_LIBDIR)", "$(CARES_LIBDIR)" },
-      libraries = { "uv", "curl", "cares", "m" },
+      incdirs = { "$(UV_INCDIR)", "$(CARES_INCDIR)", "$(PCRE2_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(UV_LIBDIR)", "$(CURL_LIBDIR)", "$(CARES_LIBDIR)", "$(PCRE2_LIBDIR)",
+                  "$(OPENSSL_LIBDIR)" },
+      libraries = { "uv", "curl", "cares", "pcre2-8", "ssl", "crypto", "m" },
     },
 
     -- lua/moonwatch/, every file.
     ["moonwatch"] = "lua/moonwatch/init.lua",
     ["moonwatch.cli"] = "lua/moonwatch/cli.lua",
+    ["moonwatch.conditions"] = "lua/moonwatch/conditions.lua",
     ["moonwatch.config"] = "lua/moonwatch/config.lua",
     ["moonwatch.config.convert"] = "lua/moonwatch/config/convert.lua",
     ["moonwatch.config.sources"] = "lua/moonwatch/config/sources.lua",

@@ -11,6 +11,7 @@
 #include "dispatch.h"
 #include "log_lua.h"
 #include "loop.h"
+#include "regex_lua.h"
 #include "request_lua.h"
 #include "resolver.h"
 #include "signals.h"
@@ -78,6 +79,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   dispatch_register(L);
   signals_register(L);
   log_lua_register(L);
+  regex_lua_register(L);
   lua_pushcfunction(L, l_environ);
   lua_setfield(L, -2, "environ");
   lua_pushliteral(L, MOONWATCH_VERSION);

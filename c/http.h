@@ -36,12 +36,17 @@ struct mw_transfer {
   CURL *easy;
   /* what the current response brought */
   mw_buf body, head;
-  size_t size;      /* body bytes received, kept or not */
-  int truncated;    /* the body went past max_body */
-  int head_over;    /* the headers passed MW_HTTP_HEAD_MAX: the transfer stopped */
-  int head_done;    /* the current response's header block has ended */
-  int socket_errno; /* why the last socket could not be opened, or 0 */
+  size_t size;         /* body bytes received, kept or not */
+  int truncated;       /* the body went past max_body */
+  int head_over;       /* the headers passed MW_HTTP_HEAD_MAX: the transfer stopped */
+  int head_done;       /* the current response's header block has ended */
+  int socket_errno;    /* why the last socket could not be opened, or 0 */
+  int has_cert;        /* cert_expiry was read from this response's connection */
+  int64_t cert_expiry; /* the earliest notAfter of the peer's certificates */
   char errbuf[CURL_ERROR_SIZE];
+  /* Set by the user before each start: read the peer's certificates (the
+   * transfer costs nothing more without it). */
+  int want_cert;
   /* Set by the user when it changes the transfer's options mid-use (a
    * redirect): the next user must set its own again. */
   int dirty;

@@ -42,6 +42,7 @@ struct mw_request {
   char *ca_file;
   char *user_agent;
   int verify, fresh;
+  int cert_info;
   double timeout, connect_timeout;
   int follow;
   long max_redirects;
@@ -251,6 +252,8 @@ static void request_succeed(mw_request *req, long status) {
   res.ip = s ? s : "";
   res.redirects = req->redirects;
   curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &res.connects);
+  res.has_cert = t->has_cert;
+  res.cert_expiry = t->cert_expiry;
   response_times(req, &res);
   request_finish(req, &res, NULL, NULL);
 }
@@ -347,6 +350,7 @@ static const char *request_start_transfer(mw_request *req, const char *addrs, co
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    connect_ms < ms ? (connect_ms > 0 ? connect_ms : 1) : (ms > 0 ? ms : 1));
+  req->xfer->want_cert = req->cert_info;
   const char *err = transfer_start(req->xfer, request_on_transfer_done, req);
   if (err) {
     *kind = "error";
@@ -699,6 +703,7 @@ const char *request_init(mw_request *req, mw_http *http, mw_resolver *resolver,
   req->max_body = o->max_body;
   req->verify = o->verify;
   req->fresh = o->fresh;
+  req->cert_info = o->cert_info;
   return NULL;
 }
 

@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http.h"
 #include "resolver.h"
@@ -24,6 +25,7 @@ typedef struct {
   size_t body_len; /* body != NULL: the request sends a body (maybe empty) */
   double timeout, connect_timeout;
   int follow, verify, fresh, trust_redirects, allow_insecure;
+  int cert_info; /* read the expiry of the server's certificates */
   long max_redirects;
   size_t max_body;
   struct curl_slist *headers;
@@ -39,6 +41,8 @@ typedef struct {
   const char *url, *ip;
   int redirects;
   long connects;
+  int has_cert;        /* cert_info was asked for and the final response came over TLS */
+  int64_t cert_expiry; /* Unix time: the earliest notAfter of the server's certificates */
   /* seconds from the start of the perform to the end of each phase */
   double dns, connect, tls, first_byte, total, redirect;
 } mw_response;

@@ -33,6 +33,7 @@ static const char *const option_names[] = {"url",
                                            "user_agent",
                                            "trust_redirects",
                                            "allow_insecure_redirects",
+                                           "cert_info",
                                            NULL};
 
 /* The requests of a loop that are in flight, stopped when it closes. */
@@ -185,6 +186,10 @@ static void push_response(lua_State *co, const mw_response *res) {
   lua_setfield(co, -2, "redirects");
   lua_pushinteger(co, res->connects);
   lua_setfield(co, -2, "connects");
+  if (res->has_cert) {
+    lua_pushinteger(co, (lua_Integer)res->cert_expiry);
+    lua_setfield(co, -2, "cert_expiry");
+  }
   lua_createtable(co, 0, 6);
   set_number(co, "dns", res->dns);
   set_number(co, "connect", res->connect);
@@ -455,6 +460,7 @@ static void options_read(lua_State *L, mw_request_options *o) {
   o->max_body = (size_t)opt_count(L, "max_body", DEFAULT_MAX_BODY, (lua_Integer)1 << 40);
   o->fresh = opt_bool(L, "fresh_connection", 0);
   o->user_agent = opt_string(L, "user_agent");
+  o->cert_info = opt_bool(L, "cert_info", 0);
   o->headers = NULL;
 }
 

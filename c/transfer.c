@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cert.h"
 #include "http_private.h"
 
 static int buf_append(mw_buf *b, const char *data, size_t len, size_t limit) {
@@ -44,6 +45,18 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   return len;
 }
 
+/* The certificates are read while curl still holds the connection: after the
+ * transfer ends curl detaches it and CURLINFO_TLS_SSL_PTR gives nothing.
+ * CURLINFO_CERTINFO would be empty on a reused connection; the SSL object
+ * keeps the peer's chain for as long as the connection lives. */
+static void transfer_read_cert(mw_transfer *t) {
+  struct curl_tlssessioninfo *tsi = NULL;
+  if (curl_easy_getinfo(t->easy, CURLINFO_TLS_SSL_PTR, &tsi) != CURLE_OK || !tsi ||
+      tsi->backend != CURLSSLBACKEND_OPENSSL || !tsi->internals)
+    return;
+  t->has_cert = cert_chain_expiry(tsi->internals, &t->cert_expiry);
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   mw_transfer *t = userp;
   size_t len = size * n;
@@ -59,8 +72,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
     t->head_over = 1;
     return 0; /* stops the transfer: CURLE_WRITE_ERROR */
   }
-  if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n'))
+  if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n')) {
     t->head_done = 1;
+    if (t->want_cert && !t->has_cert)
+      transfer_read_cert(t);
+  }
   if (!buf_append(&t->head, data, len, MW_HTTP_HEAD_MAX))
     return 0;
   return len;
@@ -91,6 +107,8 @@ static void transfer_clear(mw_transfer *t) {
   t->size = t->head_size = 0;
   t->truncated = t->head_over = t->head_done = 0;
   t->socket_errno = 0;
+  t->has_cert = 0;
+  t->cert_expiry = 0;
   t->errbuf[0] = '\0';
 }
 
@@ -129,6 +147,7 @@ mw_transfer *transfer_acquire(mw_http *http, uint64_t config, size_t max_body, i
     t->dirty = 0;
   }
   t->max_body = max_body;
+  t->want_cert = 0;
   return t; /* cleared before each start (transfer_clear) */
 }
 

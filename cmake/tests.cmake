@@ -12,9 +12,10 @@ set(SANITIZER_ENV
 set(UNIT_log c/log.c)
 set(UNIT_dns_cache c/dns_cache.c)
 set(UNIT_tick_heap c/tick_heap.c)
+set(UNIT_regex c/regex.c)
 set(UNIT_loop c/loop.c)
 set(UNIT_task c/task.c c/watchdog.c ${UNIT_loop})
-set(UNIT_transfer c/transfer.c c/http.c c/resolver.c ${UNIT_dns_cache} ${UNIT_loop})
+set(UNIT_transfer c/transfer.c c/http.c c/resolver.c c/cert.c ${UNIT_dns_cache} ${UNIT_loop})
 
 if(CMOCKA_FOUND)
   file(GLOB C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/c/test/*_test.c)
@@ -29,7 +30,8 @@ if(CMOCKA_FOUND)
     target_compile_definitions(${name} PRIVATE MOONWATCH_VERSION="test")
     target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/c)
     target_link_libraries(${name} PRIVATE PkgConfig::CMOCKA PkgConfig::LUA PkgConfig::UV
-                                          PkgConfig::CURL PkgConfig::CARES m)
+                                          PkgConfig::CURL PkgConfig::CARES PkgConfig::PCRE2
+                                          PkgConfig::OPENSSL m)
     add_test(NAME c_${unit} COMMAND ${name})
     set_tests_properties(c_${unit} PROPERTIES ENVIRONMENT "${SANITIZER_ENV}")
   endforeach()
@@ -84,7 +86,8 @@ if(NOT MOONWATCH_SANITIZE AND CMAKE_C_COMPILER_ID STREQUAL "GNU")
   target_compile_definitions(mw_callgraph PRIVATE MOONWATCH_VERSION="callgraph"
                                                   MOONWATCH_LUA_DIR="")
   target_include_directories(mw_callgraph PRIVATE ${LUA_INCLUDE_DIRS} ${UV_INCLUDE_DIRS}
-                                                  ${CURL_INCLUDE_DIRS} ${CARES_INCLUDE_DIRS})
+                                                  ${CURL_INCLUDE_DIRS} ${CARES_INCLUDE_DIRS}
+                                                  ${PCRE2_INCLUDE_DIRS} ${OPENSSL_INCLUDE_DIRS})
   require_tool(LUA_FOR_LAYERS lua5.4 lua5.4)
   add_test(NAME layers COMMAND ${LUA_FOR_LAYERS} ${CMAKE_SOURCE_DIR}/cmake/layers.lua
     ${CMAKE_BINARY_DIR}/CMakeFiles/mw_callgraph.dir)

@@ -147,6 +147,34 @@ local function apt_installs(stage)
 end
 
 ---------------------------------------------------------------------------
+-- scripts/deps: the packages each step installs, read from its arrays and
+-- its case arms (`run) wanted=("${build_packages[@]}" ...)`).
+
+local function deps_wanted(step)
+  local text = script_code("scripts/deps")
+  local arrays = {}
+  for name, body in text:gmatch("([%w_]+)_packages=%((.-)%)") do
+    local list = {}
+    for word in body:gmatch("%S+") do list[#list + 1] = word end
+    arrays[name] = list
+  end
+  for arms, body in text:gmatch("\n%s*([%w |]+)%)%s*wanted=%((.-)%)") do
+    for arm in arms:gmatch("[%w]+") do
+      if arm == step then
+        local out = {}
+        for name in body:gmatch("%${([%w_]+)_packages%[@%]}") do
+          for _, p in ipairs(assert(arrays[name], "scripts/deps has no " .. name .. "_packages")) do
+            out[#out + 1] = p
+          end
+        end
+        return out
+      end
+    end
+  end
+  error("scripts/deps has no step " .. step)
+end
+
+---------------------------------------------------------------------------
 -- docker-compose config output: the lines of one service, unindented by 4.
 
 local function compose_service(config, name)
@@ -317,7 +345,8 @@ describe("packaging", function()
     it("ends with the daemon: runtime packages, non-root, entrypoint, monitors.lua", function()
       local rt = stages[#stages]
       local pkgs = apt_installs(rt)
-      local runtime = { "libuv1", "libcurl4", "libc-ares2", "liblua5.4-0", "ca-certificates" }
+      local runtime = { "libuv1", "libcurl4", "libc-ares2", "libpcre2-8-0", "libssl3",
+                        "liblua5.4-0", "lua-cjson", "ca-certificates" }
       for _, p in ipairs(runtime) do
         assert.is_true(contains(pkgs, p), "the runtime stage does not install " .. p)
       end
@@ -375,6 +404,15 @@ describe("packaging", function()
       end
     end)
 
+    it("installs, in the runtime stage, the Lua modules scripts/deps run installs", function()
+      local pkgs = apt_installs(stages[#stages])
+      for _, p in ipairs(deps_wanted("run")) do
+        if p:match("^lua%-") then
+          assert.is_true(contains(pkgs, p), "the runtime stage does not install " .. p)
+        end
+      end
+    end)
+
     it("gets no host build tree in its context (.dockerignore)", function()
       local ignore = assert(read_file(".dockerignore"), "no .dockerignore")
       local entries = {}
@@ -384,6 +422,26 @@ describe("packaging", function()
       for _, dir in ipairs({ "build", "build-*", ".git" }) do
         assert.is_true(contains(entries, dir), ".dockerignore does not list " .. dir)
       end
+    end)
+  end)
+
+  describe("scripts/deps", function()
+    it("installs the build packages of every library CMake looks for", function()
+      local build = deps_wanted("build")
+      for _, p in ipairs({ "liblua5.4-dev", "libuv1-dev", "libcurl4-openssl-dev",
+                           "libc-ares-dev", "libpcre2-dev", "libssl-dev" }) do
+        assert.is_true(contains(build, p), "scripts/deps build does not install " .. p)
+      end
+    end)
+
+    it("installs for run what the daemon loads (lua-cjson), and for test all of it", function()
+      local run, test = deps_wanted("run"), deps_wanted("test")
+      assert.is_true(contains(run, "lua-cjson"), "scripts/deps run does not install lua-cjson")
+      for _, p in ipairs(run) do
+        assert.is_true(contains(test, p), "scripts/deps test does not install " .. p)
+      end
+      assert.is_true(runs_script(script_code("scripts/run"), "scripts/deps"),
+        "scripts/run does not run scripts/deps")
     end)
   end)
 
@@ -452,7 +510,7 @@ describe("packaging", function()
       assert.is_true(contains(core.defines, 'MOONWATCH_VERSION="' .. project_version() .. '"'),
         "moonwatch.core is not built with MOONWATCH_VERSION=\"" .. project_version() .. "\"")
       assert.is_true(contains(core.defines, "_GNU_SOURCE"))
-      for _, lib in ipairs({ "uv", "curl", "cares", "m" }) do
+      for _, lib in ipairs({ "uv", "curl", "cares", "pcre2-8", "ssl", "crypto", "m" }) do
         assert.is_true(contains(core.libraries, lib), "moonwatch.core does not link " .. lib)
       end
     end)

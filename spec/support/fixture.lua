@@ -70,14 +70,16 @@ function fixture.rmtree(path)
 end
 
 --- Makes a self-signed certificate for CN localhost (SAN DNS:localhost,
--- IP:127.0.0.1), valid one day, in dir (a fresh tmpdir when nil).
--- Returns cert path, key path.
-function fixture.make_cert(dir)
+-- IP:127.0.0.1), valid `days` days (default 1) from now, in dir (a fresh
+-- tmpdir when nil). Returns cert path, key path.
+function fixture.make_cert(dir, days)
   dir = dir or fixture.tmpdir()
+  days = math.tointeger(days or 1)
+  assert(days and days > 0, "fixture.make_cert: days must be a positive integer")
   local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
   local log = dir .. "/openssl.log"
   local cmd = table.concat({
-    "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -sha256",
+    "openssl req -x509 -newkey rsa:2048 -nodes -days " .. days .. " -sha256",
     "-subj /CN=localhost",
     "-addext", shell_quote("subjectAltName=DNS:localhost,IP:127.0.0.1"),
     "-keyout", shell_quote(key), "-out", shell_quote(cert),
@@ -118,8 +120,8 @@ Server.__gc = function(self)
 end
 
 --- Starts a fixture server. opts.tls = true serves HTTPS with a fresh
--- self-signed certificate (srv.ca_file verifies it). Errors, with the
--- server's output, if it does not come up.
+-- self-signed certificate (srv.ca_file verifies it), valid opts.cert_days
+-- days (default 1). Errors, with the server's output, if it does not come up.
 function fixture.start(opts)
   opts = opts or {}
   local dir = fixture.tmpdir()
@@ -132,7 +134,7 @@ function fixture.start(opts)
 
   local args, cert, key = "", nil, nil
   if opts.tls then
-    local ok, c, k = pcall(fixture.make_cert, dir)
+    local ok, c, k = pcall(fixture.make_cert, dir, opts.cert_days)
     if not ok then
       fixture.rmtree(dir)
       error(c, 2)
