@@ -32,23 +32,7 @@ local cert_judges = setmetatable({}, { __mode = "k" })
 ---------------------------------------------------------------------------
 -- Showing values in reasons and errors
 
-local SHOWN = 60 -- bytes of a value shown; the rest is cut with "…"
-local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r",
-                  ["\t"] = "\\t" }
-local function escape(c) return ESCAPES[c] or format("\\x%02x", c:byte()) end
-
---- A string in double quotes, control bytes escaped, cut after SHOWN bytes
---- (not inside a UTF-8 sequence).
-local function quote(s)
-  local cut = #s > SHOWN
-  if cut then
-    local n = SHOWN
-    while n > 0 and (s:byte(n + 1) & 0xC0) == 0x80 do n = n - 1 end
-    s = s:sub(1, n)
-  end
-  return '"' .. s:gsub('[%c"\\]', escape) .. (cut and '…"' or '"')
-end
-M.quote = quote
+local quote = suggest.quote
 
 local function number_text(n)
   if math.type(n) == "integer" then return tostring(n) end

@@ -63,11 +63,24 @@ function M.hint(name, known)
   return best and string.format(" (did you mean '%s'?)", best) or ""
 end
 
---- A string as Lua writes it, on one line: `"a\nb"`, for messages.
+local SHOWN = 60 -- bytes of a value shown; the rest is cut with "…"
+local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r",
+                  ["\t"] = "\\t" }
+local function escape(c) return ESCAPES[c] or string.format("\\x%02x", c:byte()) end
+
+--- A string for messages, on one line: in double quotes, control bytes
+--- escaped (`"a\nb"`, `"\x00"`), cut after 60 bytes (never inside a UTF-8
+--- sequence) with "…", so a body or a hostile value cannot flood a record.
 ---@param s string
 ---@return string
 function M.quote(s)
-  return (string.format("%q", s):gsub("\\\n", "\\n"))
+  local cut = #s > SHOWN
+  if cut then
+    local n = SHOWN
+    while n > 0 and (s:byte(n + 1) & 0xC0) == 0x80 do n = n - 1 end
+    s = s:sub(1, n)
+  end
+  return '"' .. s:gsub('[%c"\\]', escape) .. (cut and '…"' or '"')
 end
 
 local articles = { string = "a string", number = "a number", boolean = "a boolean" }
