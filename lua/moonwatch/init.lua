@@ -5,6 +5,7 @@
 ---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
 ---     mw.Dispatcher                   -- runs monitors at their interval
 ---     mw.core                         -- the C core (tasks, sleep, run...)
+---     mw.testing                      -- for specs: testing.load("monitors.lua")
 ---
 --- Modules load on first use, so the container works without the C core.
 local lazy = {
@@ -16,6 +17,7 @@ local lazy = {
   Dispatcher = "moonwatch.dispatcher",
   core = "moonwatch.core",
   cli = "moonwatch.cli",
+  testing = "moonwatch.testing",
 }
 
 ---@class moonwatch
@@ -26,6 +28,7 @@ local lazy = {
 ---@field monitors table
 ---@field Dispatcher moonwatch.Dispatcher
 ---@field core table
+---@field testing moonwatch.testing
 local M = { version = "0.1.0" }
 
 return setmetatable(M, {
