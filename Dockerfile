@@ -5,14 +5,31 @@
 #   docker run --rm -v "$PWD/monitors.lua:/app/monitors.lua:ro" moonwatch
 #   docker run --rm moonwatch --check          # any moonwatch option works too
 #
-# Stages: `build` builds exactly as the README's Quick start does
-# (scripts/build: scripts/deps build, then CMake) and installs into
-# /opt/moonwatch; `dev` adds the test tools for docker-compose.yml (tests run
-# on the mounted checkout); `runtime`, the last and default stage, is the
-# daemon with only its shared libraries.
+# Stages: `deps` has the build packages (scripts/deps build); `dev` adds the
+# test tools for docker-compose.yml (tests run on the mounted checkout);
+# `build` builds exactly as the README's Quick start does (scripts/build:
+# scripts/deps build, then CMake) and installs into /opt/moonwatch; `runtime`,
+# the last and default stage, is the daemon with only its shared libraries.
+# Only scripts/deps reaches `deps` and `dev`, so editing the code does not
+# invalidate their layers (apt-get runs again only when scripts/deps changes),
+# and the classic builder, which builds every stage up to the target, stops
+# at `dev` before the code is copied.
 
-FROM debian:bookworm-slim AS build
+FROM debian:bookworm-slim AS deps
 WORKDIR /src
+COPY scripts/deps scripts/deps
+RUN scripts/deps build && rm -rf /var/lib/apt/lists/*
+
+# For `docker compose run --rm monitor scripts/test`: the build packages plus
+# the test ones (scripts/deps test), installed here as root so a test run needs
+# neither root nor the network. The checkout is mounted at /code.
+FROM deps AS dev
+RUN scripts/deps test && rm -rf /var/lib/apt/lists/*
+ENV PYTHONDONTWRITEBYTECODE=1
+WORKDIR /code
+CMD ["scripts/run", "monitors.lua"]
+
+FROM deps AS build
 # .dockerignore keeps the host's build/ out: its CMake cache names the host's path.
 COPY . .
 # The install puts bin/moonwatch, lib/lua/5.4/moonwatch/core.so and lua/ as
@@ -21,15 +38,6 @@ COPY . .
 RUN scripts/build -DMOONWATCH_LUA_DIR=/opt/moonwatch/share/lua/5.4 \
  && cmake --install build --prefix /opt/moonwatch \
  && test -f /opt/moonwatch/share/lua/5.4/moonwatch/cli.lua
-
-# For `docker compose run --rm monitor scripts/test`: the build packages plus
-# the test ones (scripts/deps test), installed here as root so a test run needs
-# neither root nor the network. The checkout is mounted at /code.
-FROM build AS dev
-RUN scripts/deps test && rm -rf /var/lib/apt/lists/*
-ENV PYTHONDONTWRITEBYTECODE=1
-WORKDIR /code
-CMD ["scripts/run", "monitors.lua"]
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

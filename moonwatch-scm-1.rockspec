@@ -94,6 +94,6 @@ build = {
     ["moonwatch.providers.factory"] = "lua/moonwatch/providers/factory.lua",
     ["moonwatch.providers.resource"] = "lua/moonwatch/providers/resource.lua",
     ["moonwatch.providers.values"] = "lua/moonwatch/providers/values.lua",
-    ["moonwatch.suggest"] = "lua/moonwatch/suggest.lua",
+    ["moonwatch.testing"] = "lua/moonwatch/testing.lua",
   },
 }

@@ -233,6 +233,81 @@ local function quick_start()
 end
 
 ---------------------------------------------------------------------------
+-- Compose commands, as the README and docker-compose.yml's comments give
+-- them: "docker compose up monitor", or "docker-compose up monitor" (Debian
+-- 12's docker-compose package, Compose 1.29). A line may hold several
+-- ("... # or: docker-compose build monitor").
+
+local function compose_commands(lines)
+  local list = {}
+  for _, line in ipairs(lines) do
+    for cmd in line:gmatch("docker[ %-]compose[^#`]*") do
+      cmd = cmd:gsub("%s+$", ""):gsub("%s+", " ")
+      if cmd:match("^docker[ %-]compose %S") then list[#list + 1] = cmd end
+    end
+  end
+  return list
+end
+
+-- "docker-compose up x" -> "docker compose up x".
+local function one_spelling(cmd) return (cmd:gsub("^docker%-compose ", "docker compose ")) end
+
+-- The commands (one spelling) that `cmds` lacks in the other spelling.
+local function single_spelled(cmds)
+  local have, missing = {}, {}
+  for _, c in ipairs(cmds) do have[c] = true end
+  for _, c in ipairs(cmds) do
+    local other = c:match("^docker%-compose ") and one_spelling(c)
+      or c:gsub("^docker compose ", "docker-compose ")
+    if not have[other] then missing[#missing + 1] = c end
+  end
+  return missing
+end
+
+-- The comment lines of docker-compose.yml.
+local function compose_comments()
+  local text = assert(read_file("docker-compose.yml"), "no docker-compose.yml")
+  local t = {}
+  for _, line in ipairs(lines_of(text)) do
+    if line:match("^%s*#") then t[#t + 1] = line end
+  end
+  return t
+end
+
+-- The lines of the fenced blocks of one README section (## heading).
+local function readme_section_code(heading)
+  local text = read_file("README.md")
+  if not text then return nil, "README.md does not exist yet (the lead writes it)" end
+  local lines, code, inside, fence = lines_of(text), {}, false, false
+  for _, line in ipairs(lines) do
+    if line:match("^##%s") then
+      inside = line:lower():match("^##%s+(.-)%s*$") == heading:lower()
+    elseif inside and line:match("^%s*```") then
+      fence = not fence
+    elseif inside and fence then
+      code[#code + 1] = line
+    end
+  end
+  if #code == 0 then return nil, "README.md has no code under '## " .. heading .. "'" end
+  return code
+end
+
+-- The modules the README's Lua examples require.
+local function readme_requires()
+  local text = assert(read_file("README.md"), "no README.md")
+  local names, seen = {}, {}
+  for block in text:gmatch("```lua\n(.-)```") do
+    for name in block:gmatch("require%s*%(?%s*[\"']([%w_.%-]+)[\"']") do
+      if not seen[name] then
+        seen[name] = true
+        names[#names + 1] = name
+      end
+    end
+  end
+  return names
+end
+
+---------------------------------------------------------------------------
 -- Rockspec
 
 local function rockspec()
@@ -314,6 +389,44 @@ describe("packaging", function()
       assert.is_true(contains(svc.volumes, wd .. "/build-asan"),
         "no volume over " .. wd .. "/build-asan")
     end)
+    it("builds the image once: named, never pulled, rebuilt only on request", function()
+      assert.is_not_nil(svc, "no service 'monitor' in docker-compose.yml")
+      -- The name is how compose finds the image it built, at the next `up`.
+      assert.is_not_nil(svc.image, "service monitor names no image")
+      -- `build` rebuilds at every `up`; the default, when the image is
+      -- missing, first asks a registry for a moonwatch:dev no registry has.
+      assert.equals("never", svc.pull_policy,
+        "service monitor: pull_policy should be never (build when missing, never pull)")
+      local cmds = compose_commands(compose_comments())
+      assert.is_true(contains(cmds, "docker compose build monitor")
+        or contains(cmds, "docker compose up --build monitor"),
+        "docker-compose.yml's comments do not say how to rebuild the image")
+    end)
+
+    it("gives each command in both spellings, and the README gives its up and run ones", function()
+      local cmds = compose_commands(compose_comments())
+      assert.is_true(#cmds > 0, "docker-compose.yml's comments give no command")
+      assert.same({}, single_spelled(cmds),
+        "docker-compose.yml: commands given in one spelling only")
+      local code, why = readme_section_code("Running under compose")
+      assert(code, why)
+      local readme = compose_commands(code)
+      assert.same({}, single_spelled(readme),
+        "README.md (Running under compose): commands given in one spelling only")
+      local documented = {}
+      for _, c in ipairs(cmds) do documented[one_spelling(c)] = true end
+      local shown = {}
+      for _, c in ipairs(readme) do
+        shown[one_spelling(c)] = true
+        assert.is_true(documented[one_spelling(c)],
+          "README.md gives `" .. c .. "`, which docker-compose.yml's comments do not")
+      end
+      for c in pairs(documented) do
+        if c:match("^docker compose up ") or c:match("^docker compose run ") then
+          assert.is_true(shown[c], "README.md (Running under compose) lacks `" .. c .. "`")
+        end
+      end
+    end)
   end)
 
   describe("Dockerfile", function()
@@ -375,6 +488,27 @@ describe("packaging", function()
         lua_dir = e:match("MOONWATCH_LUA_DIR[=%s]+(%S+)") or lua_dir
       end
       assert.equals("/opt/moonwatch/share/lua/5.4", lua_dir)
+    end)
+
+    it("installs, in the runtime stage, what the README's examples require (lua-cjson)", function()
+      local pkgs = apt_installs(stages[#stages])
+      assert.is_true(contains(pkgs, "lua-cjson"),
+        "the runtime stage does not install lua-cjson (require(\"cjson\") in the README)")
+      if not sh("command -v dpkg") then pending("no dpkg") end
+      for _, name in ipairs(readme_requires()) do
+        local file = package.searchpath(name, package.cpath)
+          or package.searchpath(name, package.path)
+        -- moonwatch's own, and the examples' (token_monitor), are not packages;
+        -- a module installed nowhere here cannot be traced to one.
+        if not name:match("^moonwatch") and file and file:match("^/usr/") then
+          local found, owner = sh("dpkg -S " .. shell_quote(file))
+          assert(found, "no Debian package owns " .. file .. " (require(\"" .. name .. "\")): "
+            .. owner)
+          local pkg = owner:match("^([^:%s]+)")
+          assert.is_true(contains(pkgs, pkg), "the README's examples require(\"" .. name
+            .. "\"), from " .. pkg .. ", which the runtime stage does not install")
+        end
+      end
     end)
 
     it("installs, in the runtime stage, the package of every library moonwatch links", function()

@@ -9,6 +9,7 @@ local M = {}
 
 M.USAGE = [[
 Usage: moonwatch [options] [monitors.lua]
+       moonwatch test [dir] [busted options]   run dir's specs (see test --help)
 
 Runs the monitors declared in monitors.lua (default: ./monitors.lua) until
 SIGTERM or SIGINT.
@@ -36,6 +37,8 @@ local function say(fmt, ...) io.stderr:write("moonwatch: ", string.format(fmt, .
 
 --- Parses argv; returns options or nil, message.
 function M.parse(argv)
+  -- `moonwatch test ...`: every later argument is the test command's.
+  if argv[1] == "test" then return { test = table.move(argv, 2, #argv, 1, {}) } end
   local opts = { sets = {}, path = nil }
   local i = 1
   while i <= #argv do
@@ -92,8 +95,26 @@ local function bounded(fn, ...)
   return core.cpu_limit(limit, fn, ...)
 end
 
+--- The directory part of a path: "a/b.lua" -> "a", "b.lua" -> ".".
+local function dirname(path)
+  return path:match("^(.*[^/])/+[^/]*$") or (path:sub(1, 1) == "/" and "/") or "."
+end
+
+--- Puts dir's modules first on package.path (once), so that a config's own
+--- helpers load whatever the working directory. A directory with ';' or '?'
+--- in its name would change what the path means: it is left off.
+local function add_module_dir(dir)
+  if dir:find("[;?]") then return end
+  local prefix = dir == "/" and "/" or dir .. "/"
+  local entries = prefix .. "?.lua;" .. prefix .. "?/init.lua"
+  if (";" .. package.path .. ";"):find(";" .. entries .. ";", 1, true) then return end
+  package.path = entries .. ";" .. package.path
+end
+
 --- Loads the monitors file: the container definition, or nil, message.
+--- The modules beside the file can be required from it.
 function M.load(path)
+  add_module_dir(dirname(path))
   local chunk, err = loadfile(path, "t")
   if not chunk then
     -- Errors raised outside the parser proper (too deep a nesting of tables
@@ -223,6 +244,63 @@ function M.stats_line(dispatcher, t0)
     ru.user, ru.system, ru.maxrss)
 end
 
+M.TEST_USAGE = [[
+Usage: moonwatch test [dir] [busted options]
+
+Runs busted on the *_spec.lua files under dir/spec/ (dir: the working
+directory when not given), inside moonwatch: Lua 5.4, moonwatch's modules and
+moonwatch.core are there, whatever Lua the plain busted command would start,
+and so are the modules beside dir/monitors.lua. busted runs in dir: it reads
+dir/.busted if there is one (not its lua setting), and the paths among the
+busted options are relative to dir. The exit status is busted's: 0 when every
+spec passes.
+
+In a spec, require("moonwatch.testing").load("monitors.lua") stands for
+dofile("monitors.lua"): it finds the file beside the spec or in its parent
+directory. busted's own options: moonwatch test . --help
+]]
+
+--- `moonwatch test`: runs busted in this process; returns the exit status
+--- when busted does not exit itself (it does on a failure or an error).
+function M.test(args)
+  if args[1] == "--help" or args[1] == "-h" then
+    io.stdout:write(M.TEST_USAGE)
+    return 0
+  end
+  local dir, rest = ".", args
+  if args[1] and args[1]:sub(1, 1) ~= "-" then
+    dir, rest = args[1], table.move(args, 2, #args, 1, {})
+  end
+  if not package.searchpath("busted.runner", package.path) then
+    say("test: busted is not installed (Debian: apt-get install lua-busted; "
+      .. "elsewhere: luarocks --lua-version=5.4 install busted)")
+    return 1
+  end
+  -- Penlight comes with busted, which needs it.
+  local path = require("pl.path")
+  if not path.isdir(dir) then
+    say("test: %s is not a directory", dir)
+    return 1
+  end
+  if not path.isdir(path.join(dir, "spec")) and not path.isfile(path.join(dir, ".busted")) then
+    say("test: %s has no spec/ folder (busted runs the *_spec.lua files in it)", dir)
+    return 1
+  end
+  local root = path.abspath(dir)
+  add_module_dir(root)
+  -- -C: busted runs in the project and reads its .busted. --ignore-lua: a
+  -- .busted naming another interpreter is not followed, this one has the
+  -- Lua 5.4 and the core the specs need.
+  local argv = { [0] = "moonwatch test", "--ignore-lua", "-C", root }
+  table.move(rest, 1, #rest, #argv + 1, argv)
+  _ENV.arg = argv
+  -- busted names itself after the file that calls its runner: this chunk.
+  local run = assert(load("local runner = ...; runner({ standalone = false })",
+    "@moonwatch test", "t"))
+  run(require("busted.runner"))
+  return 0
+end
+
 --- The command; returns the exit status.
 ---@param argv string[]
 ---@return integer
@@ -241,6 +319,7 @@ function M.main(argv)
     say("%s", err)
     return 2
   end
+  if opts.test then return M.test(opts.test) end
   if opts.help then
     io.stdout:write(M.USAGE)
     return 0

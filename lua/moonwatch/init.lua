@@ -6,6 +6,7 @@
 ---     mw.Dispatcher                   -- runs monitors at their interval
 ---     mw.State, mw.result             -- each monitor's state, check results
 ---     mw.core                         -- the C core (tasks, sleep, run...)
+---     mw.testing                      -- for specs: testing.load("monitors.lua")
 ---
 --- Modules load on first use, so the container works without the C core.
 local lazy = {
@@ -19,6 +20,7 @@ local lazy = {
   result = "moonwatch.result",
   core = "moonwatch.core",
   cli = "moonwatch.cli",
+  testing = "moonwatch.testing",
 }
 
 ---@class moonwatch
@@ -31,6 +33,7 @@ local lazy = {
 ---@field State table
 ---@field result table
 ---@field core table
+---@field testing moonwatch.testing
 local M = { version = "0.1.0" }
 
 return setmetatable(M, {
