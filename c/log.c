@@ -5,8 +5,9 @@
  * Text formats are the part of Python's %-formatting that log formats use:
  * %(key)s, a width (with '-' to pad on the right), %(key)0Nd for the integer
  * keys. created always prints with 6 decimals (Python's %(created)f) and
- * msecs as the integer milliseconds, so no float printer is needed; anything
- * else is refused when the format is compiled. */
+ * msecs as the integer milliseconds, so no float printer is needed there
+ * (only number fields use snprintf); anything else is refused when the
+ * format is compiled. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* MSG_NOSIGNAL, O_NOCTTY; localtime_r, clock_gettime */
 #endif
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -42,6 +44,7 @@ enum {
   KEY_CREATED,
   KEY_MSECS,
   KEY_PROCESS,
+  KEY_MONITOR,
   SEG_LITERAL,
 };
 
@@ -53,6 +56,7 @@ static const struct {
     [KEY_LEVELNO] = {"levelno", true},  [KEY_NAME] = {"name", false},
     [KEY_MESSAGE] = {"message", false}, [KEY_CREATED] = {"created", false},
     [KEY_MSECS] = {"msecs", true},      [KEY_PROCESS] = {"process", true},
+    [KEY_MONITOR] = {"monitor", false},
 };
 
 typedef struct {
@@ -468,7 +472,7 @@ static int compile_format(mw_logger *lg, const char *fmt, char *err, size_t errs
     if (seg.key == SEG_LITERAL) {
       return format_reject(err, errsz, fmt, start,
                            "unknown key '%.*s'; the keys are asctime, levelname, levelno, name, "
-                           "message, created, msecs, process",
+                           "message, created, msecs, process, monitor",
                            (int)(key_len > 40 ? 40 : key_len), key);
     }
     p = close + 1;
@@ -681,8 +685,98 @@ static void emit_created(log_out *o, const log_seg *s, log_time t) {
   emit_padded(o, s, p, (size_t)(end - p), (size_t)(end - p));
 }
 
+/* A number field as JSON text (also what %(monitor)s shows), with digits
+ * enough to read back as v and a ".0" when it would look like an integer;
+ * NULL when not finite. */
+static const char *number_text(double v, char tmp[40], size_t *len) {
+  if (!isfinite(v)) {
+    return NULL;
+  }
+  /* Timings and sizes have at most 6 decimals: integer digits then, when
+   * n / 1e6 is v (the division rounds once, as strtod would read the
+   * digits), without snprintf and strtod (~300 ns a number here). */
+  double a = fabs(v);
+  if (a < 9e9) {
+    long long n = (long long)(a * 1e6 + 0.5);
+    if ((double)n / 1e6 == a) {
+      char *end = tmp + 40, *p = end;
+      long long frac = n % 1000000;
+      int digits = 6;
+      for (; digits > 1 && frac % 10 == 0; digits--) {
+        frac /= 10;
+      }
+      for (int i = 0; i < digits; i++) {
+        *--p = (char)('0' + frac % 10);
+        frac /= 10;
+      }
+      *--p = '.';
+      p -= fmt_u64(p, (unsigned long long)(n / 1000000));
+      if (signbit(v)) {
+        *--p = '-';
+      }
+      *len = (size_t)(end - p);
+      return p;
+    }
+  }
+  int n = snprintf(tmp, 40, "%.15g", v);
+  if (strtod(tmp, NULL) != v) {
+    n = snprintf(tmp, 40, "%.17g", v);
+  }
+  size_t k = (size_t)n;
+  for (size_t i = 0; i < k; i++) {
+    if (tmp[i] == ',') { /* a config's os.setlocale made the point a comma */
+      tmp[i] = '.';
+    }
+  }
+  if (strspn(tmp, "-0123456789") == k) {
+    tmp[k++] = '.';
+    tmp[k++] = '0';
+  }
+  *len = k;
+  return tmp;
+}
+
+static const mw_log_field *field_find(const mw_log_field *f, size_t n, const char *key,
+                                      size_t key_len) {
+  for (size_t i = 0; i < n; i++) {
+    if (f[i].key_len == key_len && memcmp(f[i].key, key, key_len) == 0) {
+      return &f[i];
+    }
+  }
+  return NULL;
+}
+
+/* %(monitor)s: the field's value, "-" without one. Not inlined, like
+ * json_fields: the code for fields stays out of format_at, which every
+ * record runs. */
+static __attribute__((noinline)) void emit_monitor(mw_logger *lg, log_out *o, const log_seg *s,
+                                                   const mw_log_field *fields, size_t nfields) {
+  const mw_log_field *f = field_find(fields, nfields, "monitor", 7);
+  char tmp[40];
+  size_t n = 1;
+  const char *p = "-";
+  if (f && f->type == MW_LOG_FIELD_STRING) {
+    emit_text(lg, o, s, f->str, f->str_len);
+    return;
+  } else if (f && f->type == MW_LOG_FIELD_INT) {
+    emit_int(o, s, f->i);
+    return;
+  } else if (f && f->type == MW_LOG_FIELD_NUMBER) {
+    p = number_text(f->num, tmp, &n);
+    if (!p) {
+      n = (size_t)snprintf(tmp, sizeof tmp, "%g", f->num); /* nan, inf, -inf */
+      p = tmp;
+    }
+  } else if (f && f->type == MW_LOG_FIELD_BOOL) {
+    p = f->b ? "true" : "false";
+    n = strlen(p);
+  }
+  emit_str(o, s, p, n);
+}
+
 static void render_text(mw_logger *lg, log_out *o, log_time t, int level, const char *name,
-                        size_t name_len, const char *msg, size_t msg_len) {
+                        size_t name_len, const char *msg, size_t msg_len,
+                        const mw_log_field *fields, size_t nfields) {
   for (size_t i = 0; i < lg->nsegs; i++) {
     const log_seg *s = &lg->segs[i];
     switch (s->key) {
@@ -722,6 +816,9 @@ static void render_text(mw_logger *lg, log_out *o, log_time t, int level, const 
       break;
     case KEY_PROCESS:
       emit_int(o, s, lg->pid);
+      break;
+    case KEY_MONITOR:
+      emit_monitor(lg, o, s, fields, nfields);
       break;
     }
   }
@@ -780,8 +877,96 @@ static void emit_json_capped(log_out *o, const char *p, size_t n) {
   out_put(o, MW_LOG_TRUNCATED, sizeof MW_LOG_TRUNCATED - 1);
 }
 
+/* The value of a field; depth: 0 at the top, objects inside objects are null. */
+static void emit_json_value(log_out *o, const mw_log_field *f, int depth) {
+  char tmp[40];
+  size_t n;
+  const char *p;
+  switch (f->type) {
+  case MW_LOG_FIELD_STRING:
+    out_ch(o, '"');
+    emit_json_capped(o, f->str, f->str_len);
+    out_ch(o, '"');
+    return;
+  case MW_LOG_FIELD_INT: {
+    unsigned long long v = f->i < 0 ? 0ULL - (unsigned long long)f->i : (unsigned long long)f->i;
+    n = fmt_u64(tmp + sizeof tmp, v);
+    if (f->i < 0) {
+      tmp[sizeof tmp - ++n] = '-';
+    }
+    out_put(o, tmp + sizeof tmp - n, n);
+    return;
+  }
+  case MW_LOG_FIELD_NUMBER:
+    p = number_text(f->num, tmp, &n);
+    if (p) {
+      out_put(o, p, n);
+    } else {
+      out_put(o, "null", 4);
+    }
+    return;
+  case MW_LOG_FIELD_BOOL:
+    if (f->b) {
+      out_put(o, "true", 4);
+    } else {
+      out_put(o, "false", 5);
+    }
+    return;
+  case MW_LOG_FIELD_OBJECT:
+    if (depth > 0) {
+      break;
+    }
+    out_ch(o, '{');
+    for (size_t i = 0; i < f->obj_n; i++) {
+      const mw_log_field *m = &f->obj[i];
+      out_put(o, i ? ",\"" : "\"", i ? 2 : 1);
+      emit_json_capped(o, m->key, m->key_len);
+      out_put(o, "\":", 2);
+      emit_json_value(o, m, depth + 1);
+    }
+    out_ch(o, '}');
+    return;
+  }
+  out_put(o, "null", 4); /* an object in an object, or an unknown type */
+}
+
+/* The standard members of a JSON record, which a field must not repeat. */
+static bool json_reserved(const char *key, size_t n) {
+  static const char *const names[] = {"time", "level", "logger", "message"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (strlen(names[i]) == n && memcmp(names[i], key, n) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/* ,"key":value for each field: a standard member's name gets "field_". */
+static __attribute__((noinline)) void json_fields(log_out *o, const mw_log_field *fields,
+                                                  size_t nfields) {
+  for (size_t i = 0; i < nfields; i++) {
+    const mw_log_field *f = &fields[i];
+    bool renamed = json_reserved(f->key, f->key_len);
+    if (renamed) {
+      char pre[16];
+      memcpy(pre, "field_", 6);
+      memcpy(pre + 6, f->key, f->key_len); /* at most "message": 7 bytes */
+      if (field_find(fields, nfields, pre, 6 + f->key_len)) {
+        continue; /* "field_time" is given too: one of them must go */
+      }
+      out_put(o, ",\"field_", 8);
+    } else {
+      out_put(o, ",\"", 2);
+    }
+    emit_json_capped(o, f->key, f->key_len);
+    out_put(o, "\":", 2);
+    emit_json_value(o, f, 0);
+  }
+}
+
 static void render_json(mw_logger *lg, log_out *o, log_time t, int level, const char *name,
-                        size_t name_len, const char *msg, size_t msg_len) {
+                        size_t name_len, const char *msg, size_t msg_len,
+                        const mw_log_field *fields, size_t nfields) {
   char tmp[96];
   size_t n = 0;
   memcpy(tmp, "{\"time\":\"", 9);
@@ -803,17 +988,22 @@ static void render_json(mw_logger *lg, log_out *o, log_time t, int level, const 
   emit_json_capped(o, name, name_len);
   out_put(o, "\",\"message\":\"", 13);
   emit_json_capped(o, msg, msg_len);
-  out_put(o, "\"}", 2);
+  out_ch(o, '"');
+  if (nfields) {
+    json_fields(o, fields, nfields);
+  }
+  out_ch(o, '}');
 }
 
 static size_t format_at(mw_logger *lg, char *buf, size_t cap, log_time t, int level,
-                        const char *name, size_t name_len, const char *msg, size_t msg_len) {
+                        const char *name, size_t name_len, const char *msg, size_t msg_len,
+                        const mw_log_field *fields, size_t nfields) {
   log_out o = {buf, cap, 0};
   time_cache_update(&lg->tc, t.sec);
   if (lg->json) {
-    render_json(lg, &o, t, level, name, name_len, msg, msg_len);
+    render_json(lg, &o, t, level, name, name_len, msg, msg_len, fields, nfields);
   } else {
-    render_text(lg, &o, t, level, name, name_len, msg, msg_len);
+    render_text(lg, &o, t, level, name, name_len, msg, msg_len, fields, nfields);
   }
   out_ch(&o, '\n');
   if (o.len < cap) {
@@ -824,12 +1014,22 @@ static size_t format_at(mw_logger *lg, char *buf, size_t cap, log_time t, int le
 
 size_t logger_format(mw_logger *lg, char *buf, size_t cap, double wall_time, int level,
                      const char *name, size_t name_len, const char *msg, size_t msg_len) {
-  return format_at(lg, buf, cap, time_from_double(wall_time), level, name, name_len, msg, msg_len);
+  return format_at(lg, buf, cap, time_from_double(wall_time), level, name, name_len, msg, msg_len,
+                   NULL, 0);
+}
+
+size_t logger_format_fields(mw_logger *lg, char *buf, size_t cap, double wall_time, int level,
+                            const char *name, size_t name_len, const char *msg, size_t msg_len,
+                            const mw_log_field *fields, size_t nfields) {
+  return format_at(lg, buf, cap, time_from_double(wall_time), level, name, name_len, msg, msg_len,
+                   fields, nfields);
 }
 
 static const char *render_at(mw_logger *lg, log_time t, int level, const char *name,
-                             size_t name_len, const char *msg, size_t msg_len, size_t *len) {
-  size_t n = format_at(lg, lg->buf, lg->buf_cap, t, level, name, name_len, msg, msg_len);
+                             size_t name_len, const char *msg, size_t msg_len,
+                             const mw_log_field *fields, size_t nfields, size_t *len) {
+  size_t n =
+      format_at(lg, lg->buf, lg->buf_cap, t, level, name, name_len, msg, msg_len, fields, nfields);
   if (n >= lg->buf_cap) { /* rare: grow, keep the buffer, format again */
     size_t cap = lg->buf_cap;
     while (cap <= n) {
@@ -841,7 +1041,8 @@ static const char *render_at(mw_logger *lg, log_time t, int level, const char *n
     }
     lg->buf = nb;
     lg->buf_cap = cap;
-    n = format_at(lg, lg->buf, lg->buf_cap, t, level, name, name_len, msg, msg_len);
+    n = format_at(lg, lg->buf, lg->buf_cap, t, level, name, name_len, msg, msg_len, fields,
+                  nfields);
   }
   *len = n;
   return lg->buf;
@@ -849,7 +1050,15 @@ static const char *render_at(mw_logger *lg, log_time t, int level, const char *n
 
 const char *logger_render(mw_logger *lg, double wall_time, int level, const char *name,
                           size_t name_len, const char *msg, size_t msg_len, size_t *len) {
-  return render_at(lg, time_from_double(wall_time), level, name, name_len, msg, msg_len, len);
+  return render_at(lg, time_from_double(wall_time), level, name, name_len, msg, msg_len, NULL, 0,
+                   len);
+}
+
+const char *logger_render_fields(mw_logger *lg, double wall_time, int level, const char *name,
+                                 size_t name_len, const char *msg, size_t msg_len,
+                                 const mw_log_field *fields, size_t nfields, size_t *len) {
+  return render_at(lg, time_from_double(wall_time), level, name, name_len, msg, msg_len, fields,
+                   nfields, len);
 }
 
 /* ---- messages on stderr ---- */
@@ -1124,7 +1333,7 @@ static bool queue_drop_warning(mw_logger *lg, size_t extra) {
                    size_text(lg->pend_max, size));
   size_t mlen = m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
   log_time t = time_now();
-  size_t len = format_at(lg, NULL, 0, t, MW_LOG_WARNING, "moonwatch", 9, msg, mlen);
+  size_t len = format_at(lg, NULL, 0, t, MW_LOG_WARNING, "moonwatch", 9, msg, mlen, NULL, 0);
   if (len + 1 + extra > lg->pend_max - lg->pend_len) {
     return false;
   }
@@ -1132,7 +1341,7 @@ static bool queue_drop_warning(mw_logger *lg, size_t extra) {
   if (!p) {
     return false;
   }
-  format_at(lg, p, len + 1, t, MW_LOG_WARNING, "moonwatch", 9, msg, mlen);
+  format_at(lg, p, len + 1, t, MW_LOG_WARNING, "moonwatch", 9, msg, mlen, NULL, 0);
   pend_commit(lg, len);
   lg->dropped = 0;
   return true;
@@ -1219,17 +1428,30 @@ static int queue_record(mw_logger *lg, const char *rec, size_t len) {
   return 0;
 }
 
-int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
-               size_t msg_len) {
+/* Inlined in both: logger_log costs what it did before fields. */
+static inline int log_record(mw_logger *lg, int level, const char *name, size_t name_len,
+                             const char *msg, size_t msg_len, const mw_log_field *fields,
+                             size_t nfields) {
   if (level < lg->level) {
     return 0;
   }
   size_t len;
-  const char *rec = render_at(lg, time_now(), level, name, name_len, msg, msg_len, &len);
+  const char *rec =
+      render_at(lg, time_now(), level, name, name_len, msg, msg_len, fields, nfields, &len);
   if (!rec) {
     return -ENOMEM;
   }
   return queue_record(lg, rec, len);
+}
+
+int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
+               size_t msg_len) {
+  return log_record(lg, level, name, name_len, msg, msg_len, NULL, 0);
+}
+
+int logger_log_fields(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
+                      size_t msg_len, const mw_log_field *fields, size_t nfields) {
+  return log_record(lg, level, name, name_len, msg, msg_len, fields, nfields);
 }
 
 int logger_flush(mw_logger *lg) {

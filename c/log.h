@@ -39,7 +39,8 @@ typedef struct mw_logger mw_logger;
 /* Creates a logger writing to fd 1. format: NULL for MW_LOG_DEFAULT_FORMAT,
  * MW_LOG_JSON, or a Python %-style format compiled here once. Supported:
  *   %(key)s    keys asctime, levelname, levelno, name, message, created,
- *              msecs, process
+ *              msecs, process, monitor (the record's "monitor" field, or "-"
+ *              when it has none; see mw_log_field)
  *   %(key)8s   a width (at most 1000 characters) pads on the left, %(key)-8s
  *              on the right
  *   %(key)d    for levelno, msecs and process, with a width and '-' or '0'
@@ -119,6 +120,46 @@ int logger_parse_level(const char *s, size_t len, int *level);
 /* "DEBUG" ... "CRITICAL" for the five named levels, NULL for any other. */
 const char *logger_level_name(int level);
 
+/* Fields of a record: typed values beside the message, for log shippers.
+ * The JSON format writes each as a member after the standard ones (time,
+ * level, logger, message), in the order given: strings escaped like the
+ * message, MW_LOG_FIELD_INT as an integer, MW_LOG_FIELD_NUMBER with digits
+ * enough to read back as the same double and a ".0" when it has no point
+ * or exponent (null when not finite), booleans as true/false,
+ * MW_LOG_FIELD_OBJECT as a flat object of its items (an object inside one is
+ * null). A field named like a standard member is written as "field_<key>"
+ * ("field_time"), unless a field of that name is given too: then it is
+ * dropped. Keys of one record must be distinct. Text formats show only the
+ * field "monitor", through %(monitor)s (a number or boolean as its JSON
+ * text, an object as "-"). Nothing is copied: the pointers need to live
+ * only for the call. */
+enum {
+  MW_LOG_FIELD_STRING,
+  MW_LOG_FIELD_INT,
+  MW_LOG_FIELD_NUMBER,
+  MW_LOG_FIELD_BOOL,
+  MW_LOG_FIELD_OBJECT,
+};
+
+typedef struct mw_log_field {
+  const char *key; /* need not be NUL-terminated */
+  size_t key_len;
+  int type; /* MW_LOG_FIELD_* */
+  union {
+    struct {
+      const char *str;
+      size_t str_len;
+    };
+    long long i;
+    double num;
+    bool b;
+    struct {
+      const struct mw_log_field *obj;
+      size_t obj_n;
+    };
+  };
+} mw_log_field;
+
 /* Formats one record, including its trailing "\n", for wall_time (seconds
  * since the epoch; local time zone as of the last tzset()). Like snprintf:
  * returns the full record length; when that is < cap, buf holds the whole
@@ -133,10 +174,17 @@ const char *logger_level_name(int level);
  * invalid bytes become U+FFFD). */
 size_t logger_format(mw_logger *lg, char *buf, size_t cap, double wall_time, int level,
                      const char *name, size_t name_len, const char *msg, size_t msg_len);
+/* With fields (NULL when nfields is 0). */
+size_t logger_format_fields(mw_logger *lg, char *buf, size_t cap, double wall_time, int level,
+                            const char *name, size_t name_len, const char *msg, size_t msg_len,
+                            const mw_log_field *fields, size_t nfields);
 /* Same, into the logger's own growing buffer: returns a pointer valid until
  * the next call on lg and sets *len, or NULL when out of memory. */
 const char *logger_render(mw_logger *lg, double wall_time, int level, const char *name,
                           size_t name_len, const char *msg, size_t msg_len, size_t *len);
+const char *logger_render_fields(mw_logger *lg, double wall_time, int level, const char *name,
+                                 size_t name_len, const char *msg, size_t msg_len,
+                                 const mw_log_field *fields, size_t nfields, size_t *len);
 
 /* Formats a record stamped with the current time (CLOCK_REALTIME) and writes
  * or queues it, unless level is below the logger's level. Returns 0 (also
@@ -144,5 +192,7 @@ const char *logger_render(mw_logger *lg, double wall_time, int level, const char
  * when the record was dropped (the queue is full) or -ENOMEM. */
 int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
                size_t msg_len);
+int logger_log_fields(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
+                      size_t msg_len, const mw_log_field *fields, size_t nfields);
 
 #endif

@@ -40,6 +40,12 @@ typedef struct bound_logger {
   log_watch *watch; /* NULL until the output first said EAGAIN */
   bool watching;    /* watch started */
   mw_list link;     /* every logger, for the loop's flush hook */
+  /* A record's fields, reused: reading a fields table costs no allocation
+   * once these are big enough. */
+  mw_log_field *fields;
+  size_t fields_cap;
+  mw_log_field *items; /* the members of the fields that are tables, in their order */
+  size_t items_cap;
 } bound_logger;
 
 static mw_list loggers = {&loggers, &loggers};
@@ -192,6 +198,188 @@ static const char *arg_text(lua_State *L, int idx, size_t *len) {
   return s ? s : luaL_tolstring(L, idx, len);
 }
 
+/* ---- fields: lg:log(level, name, msg, fields?, base?) ----
+ *
+ * fields and base are tables of name -> string, number, boolean, or a table
+ * of name -> number; a name in fields hides the same name in base (the
+ * logger's static fields), without building a merged table per record. The
+ * strings stay in the tables, on the stack, for the call. */
+
+typedef struct {
+  size_t n, items; /* used in u->fields, u->items */
+} fields_fill;
+
+/* Room for need fields in *p (of *cap). */
+static int grow(mw_log_field **p, size_t *cap, size_t need) {
+  if (need <= *cap) {
+    return 0;
+  }
+  size_t ncap = *cap ? 2 * *cap : 16;
+  while (ncap < need) {
+    ncap *= 2;
+  }
+  mw_log_field *np = realloc(*p, ncap * sizeof *np);
+  if (!np) {
+    return -1;
+  }
+  *p = np;
+  *cap = ncap;
+  return 0;
+}
+
+static int key_before(const mw_log_field *a, const mw_log_field *b) {
+  size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+  int c = memcmp(a->key, b->key, n);
+  return c < 0 || (c == 0 && a->key_len < b->key_len);
+}
+
+static int key_cmp(const void *a, const void *b) {
+  return key_before(a, b) ? -1 : key_before(b, a);
+}
+
+/* Sorted by name: lua_next's order changes from run to run, a log line
+ * should not. Insertion sort for the handful of fields of a record. */
+static void sort_fields(mw_log_field *f, size_t n) {
+  if (n > 16) {
+    qsort(f, n, sizeof *f, key_cmp);
+    return;
+  }
+  for (size_t i = 1; i < n; i++) {
+    mw_log_field t = f[i];
+    size_t j = i;
+    for (; j > 0 && key_before(&t, &f[j - 1]); j--) {
+      f[j] = f[j - 1];
+    }
+    f[j] = t;
+  }
+}
+
+static int field_error(lua_State *L, const char *key, const char *what) {
+  return luaL_error(L,
+                    "logger: field '%s' must be a string, number, boolean or table of numbers, "
+                    "got %s",
+                    key, what);
+}
+
+/* The value on top into f (whose key is set); a table's members go to
+ * u->items. */
+static int read_value(lua_State *L, bound_logger *u, fields_fill *fill, mw_log_field *f) {
+  switch (lua_type(L, -1)) {
+  case LUA_TSTRING:
+    f->type = MW_LOG_FIELD_STRING;
+    f->str = lua_tolstring(L, -1, &f->str_len);
+    return 0;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, -1)) {
+      f->type = MW_LOG_FIELD_INT;
+      f->i = (long long)lua_tointeger(L, -1);
+    } else {
+      f->type = MW_LOG_FIELD_NUMBER;
+      f->num = (double)lua_tonumber(L, -1);
+    }
+    return 0;
+  case LUA_TBOOLEAN:
+    f->type = MW_LOG_FIELD_BOOL;
+    f->b = lua_toboolean(L, -1);
+    return 0;
+  case LUA_TTABLE:
+    break;
+  default:
+    return field_error(L, f->key, luaL_typename(L, -1));
+  }
+  f->type = MW_LOG_FIELD_OBJECT;
+  f->obj = NULL; /* set once u->items stops moving */
+  f->obj_n = 0;
+  int t = lua_gettop(L);
+  for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TNUMBER) {
+      const char *what = lua_type(L, -2) != LUA_TSTRING
+                             ? lua_pushfstring(L, "a table with a %s key", luaL_typename(L, -2))
+                             : lua_pushfstring(L, "a table with a %s value", luaL_typename(L, -1));
+      return field_error(L, f->key, what);
+    }
+    if (grow(&u->items, &u->items_cap, fill->items + 1) < 0) {
+      return -1;
+    }
+    mw_log_field *m = &u->items[fill->items++];
+    m->key = lua_tolstring(L, -2, &m->key_len);
+    read_value(L, u, fill, m); /* a number: no recursion */
+    f->obj_n++;
+  }
+  sort_fields(u->items + fill->items - f->obj_n, f->obj_n);
+  return 0;
+}
+
+/* Appends the fields of the table at idx, but those named in the table at
+ * hide (0: none). */
+static int read_table(lua_State *L, bound_logger *u, fields_fill *fill, int idx, int hide) {
+  size_t first = fill->n;
+  for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      return luaL_error(L, "logger: field names must be strings, got %s", luaL_typename(L, -2));
+    }
+    if (hide) {
+      lua_pushvalue(L, -2);
+      int hidden = lua_rawget(L, hide) != LUA_TNIL;
+      lua_pop(L, 1);
+      if (hidden) {
+        continue;
+      }
+    }
+    if (grow(&u->fields, &u->fields_cap, fill->n + 1) < 0) {
+      return -1;
+    }
+    mw_log_field *f = &u->fields[fill->n];
+    f->key = lua_tolstring(L, -2, &f->key_len);
+    if (read_value(L, u, fill, f) < 0) {
+      return -1;
+    }
+    fill->n++;
+  }
+  sort_fields(u->fields + first, fill->n - first);
+  return 0;
+}
+
+static int check_fields_arg(lua_State *L, int idx, int top) {
+  int t = idx <= top ? lua_type(L, idx) : LUA_TNONE;
+  if (t != LUA_TNONE && t != LUA_TNIL && t != LUA_TTABLE) {
+    luaL_error(L, "logger: fields must be a table, got %s", luaL_typename(L, idx));
+  }
+  return t == LUA_TTABLE;
+}
+
+/* The fields of the tables at idx (this record's) and idx + 1 (the
+ * logger's): base first, so a logger's "monitor" leads. top: the caller's
+ * last argument (arg_text may have pushed strings since). Returns 0 and sets
+ * fields and n (NULL and 0 without tables), or -1 when out of memory. */
+static int read_fields(lua_State *L, bound_logger *u, int idx, int top, const mw_log_field **fields,
+                       size_t *n) {
+  *fields = NULL;
+  *n = 0;
+  int rec = check_fields_arg(L, idx, top), base = check_fields_arg(L, idx + 1, top);
+  if (!rec && !base) {
+    return 0;
+  }
+  fields_fill fill = {0, 0};
+  if (base && read_table(L, u, &fill, idx + 1, rec ? idx : 0) < 0) {
+    return -1;
+  }
+  if (rec && read_table(L, u, &fill, idx, 0) < 0) {
+    return -1;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < fill.n; i++) {
+    mw_log_field *f = &u->fields[i];
+    if (f->type == MW_LOG_FIELD_OBJECT) {
+      f->obj = u->items + off; /* items are in the order of their objects */
+      off += f->obj_n;
+    }
+  }
+  *fields = u->fields;
+  *n = fill.n;
+  return 0;
+}
+
 static void push_level_name(lua_State *L, int level) {
   const char *name = logger_level_name(level);
   if (name) {
@@ -203,17 +391,26 @@ static void push_level_name(lua_State *L, int level) {
 
 /* Returns true when written or queued, false when filtered out, nil +
  * message when the record was dropped (a failing log must not take the
- * caller down). */
+ * caller down). Arguments from arg: name, message, fields?, base?. */
 static int log_at(lua_State *L, bound_logger *u, int level, int arg) {
   mw_logger *lg = u->lg;
   if (!logger_enabled(lg, level)) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  size_t name_len = 4, msg_len;
+  int top = lua_gettop(L);
+  size_t name_len = 4, msg_len, nfields;
   const char *name = lua_isnoneornil(L, arg) ? "root" : arg_text(L, arg, &name_len);
   const char *msg = arg_text(L, arg + 1, &msg_len);
-  int rc = logger_log(lg, level, name, name_len, msg, msg_len);
+  const mw_log_field *fields;
+  int rc;
+  if (top < arg + 2) { /* no fields: the call of before there were any */
+    rc = logger_log(lg, level, name, name_len, msg, msg_len);
+  } else if (read_fields(L, u, arg + 2, top, &fields, &nfields) < 0) {
+    rc = -ENOMEM;
+  } else {
+    rc = logger_log_fields(lg, level, name, name_len, msg, msg_len, fields, nfields);
+  }
   if (!u->watching && logger_wait_fd(lg) >= 0) {
     watch_update(u);
   }
@@ -271,10 +468,12 @@ static int l_set_level(lua_State *L) {
   return 0;
 }
 
-/* lg:format(level, name, message, time?) -> the record (with its "\n") that
- * lg:log would write; never filtered. time defaults to now. */
+/* lg:format(level, name, message, time?, fields?, base?) -> the record (with
+ * its "\n") that lg:log would write; never filtered. time defaults to now. */
 static int l_format(lua_State *L) {
-  mw_logger *lg = check_logger(L);
+  bound_logger *u = check_udata(L);
+  mw_logger *lg = u->lg;
+  int top = lua_gettop(L);
   int level = check_level(L, 2);
   double t;
   if (lua_isnoneornil(L, 5)) {
@@ -287,7 +486,16 @@ static int l_format(lua_State *L) {
   size_t name_len = 4, msg_len, len;
   const char *name = lua_isnoneornil(L, 3) ? "root" : arg_text(L, 3, &name_len);
   const char *msg = arg_text(L, 4, &msg_len);
-  const char *rec = logger_render(lg, t, level, name, name_len, msg, msg_len, &len);
+  const mw_log_field *fields;
+  size_t nfields;
+  const char *rec;
+  if (top < 6) {
+    rec = logger_render(lg, t, level, name, name_len, msg, msg_len, &len);
+  } else if (read_fields(L, u, 6, top, &fields, &nfields) < 0) {
+    rec = NULL;
+  } else {
+    rec = logger_render_fields(lg, t, level, name, name_len, msg, msg_len, fields, nfields, &len);
+  }
   if (!rec) {
     return luaL_error(L, "logger: out of memory");
   }
@@ -304,6 +512,9 @@ static int l_gc(lua_State *L) {
     watch_close(u);
     logger_free(u->lg); /* the last, bounded attempt at what is queued */
     u->lg = NULL;
+    free(u->fields);
+    free(u->items);
+    u->fields = u->items = NULL;
   }
   return 0;
 }

@@ -313,7 +313,8 @@ describe("moonwatch command", function()
 
     it("accepts every documented log.format form", function()
       local r = moonwatch{ "--check", "--set", "log.format=[%(asctime)s,%(msecs)03d] "
-        .. "%(levelname)-8s %(levelno)d %(name)12s %(created)s %(process)d 100%% %(message)s" }
+        .. "%(levelname)-8s %(levelno)d %(name)12s %(created)s %(process)d 100%% "
+        .. "[%(monitor)s|%(monitor)-10s|%(monitor)10s] %(message)s" }
       assert.equal(0, r.status)
       assert.equal("monitors.lua: OK\n", r.stdout)
       assert.equal("", r.stderr)

@@ -13,7 +13,9 @@
 #include "log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,10 +204,12 @@ static void test_format_errors(void **state) {
                              "the integer keys levelno, msecs and process)" SUPPORTED);
   check_error("abc%(foo)s",
               "log.format: '%(foo)s' at position 3 is not supported (unknown key 'foo'; the keys "
-              "are asctime, levelname, levelno, name, message, created, msecs, process)" SUPPORTED);
-  check_error("%()s",
-              "log.format: '%()s' at position 0 is not supported (unknown key ''; the keys are "
-              "asctime, levelname, levelno, name, message, created, msecs, process)" SUPPORTED);
+              "are asctime, levelname, levelno, name, message, created, msecs, process, "
+              "monitor)" SUPPORTED);
+  check_error(
+      "%()s",
+      "log.format: '%()s' at position 0 is not supported (unknown key ''; the keys are "
+      "asctime, levelname, levelno, name, message, created, msecs, process, monitor)" SUPPORTED);
   check_error(
       "%(name)5000s",
       "log.format: '%(name)5000s' at position 0 is not supported (width over 1000)" SUPPORTED);
@@ -219,10 +223,11 @@ static void test_format_errors(void **state) {
   check_error("%(message)-8", "log.format: '%(message)-8' at position 0 is not supported (no "
                               "conversion after the key)" SUPPORTED);
   /* a long directive is quoted in part */
-  check_error("%(messagemessagemessagemessagemessagemessage)s",
-              "log.format: '%(messagemessagemessagemessagemessagemes' at position 0 is not "
-              "supported (unknown key 'messagemessagemessagemessagemessagemessa'; the keys are "
-              "asctime, levelname, levelno, name, message, created, msecs, process)" SUPPORTED);
+  check_error(
+      "%(messagemessagemessagemessagemessagemessage)s",
+      "log.format: '%(messagemessagemessagemessagemessagemes' at position 0 is not "
+      "supported (unknown key 'messagemessagemessagemessagemessagemessa'; the keys are "
+      "asctime, levelname, levelno, name, message, created, msecs, process, monitor)" SUPPORTED);
   /* the longest message fits MW_LOG_ERR_SIZE */
   char err[MW_LOG_ERR_SIZE];
   assert_null(logger_new("%(xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx)s",
@@ -313,6 +318,257 @@ static void test_json_escaping(void **state) {
   }
   size_t n = logger_format(lg, out, sizeof out, T0, MW_LOG_INFO, "n", 1, all, sizeof all);
   assert_true(valid_utf8((const unsigned char *)out, n));
+  logger_free(lg);
+}
+
+/* ---- fields ---- */
+
+#define F_STR(k, v)                                                                                \
+  {                                                                                                \
+    .key = k, .key_len = sizeof k - 1, .type = MW_LOG_FIELD_STRING, .str = v,                      \
+    .str_len = sizeof v - 1                                                                        \
+  }
+#define F_INT(k, v)                                                                                \
+  { .key = k, .key_len = sizeof k - 1, .type = MW_LOG_FIELD_INT, .i = v }
+#define F_NUM(k, v)                                                                                \
+  { .key = k, .key_len = sizeof k - 1, .type = MW_LOG_FIELD_NUMBER, .num = v }
+#define F_BOOL(k, v)                                                                               \
+  { .key = k, .key_len = sizeof k - 1, .type = MW_LOG_FIELD_BOOL, .b = v }
+#define F_OBJ(k, items)                                                                            \
+  {                                                                                                \
+    .key = k, .key_len = sizeof k - 1, .type = MW_LOG_FIELD_OBJECT, .obj = items,                  \
+    .obj_n = sizeof items / sizeof items[0]                                                        \
+  }
+#define NFIELDS(a) (sizeof a / sizeof a[0])
+#define JSON_HEAD                                                                                  \
+  "{\"time\":\"2020-08-08T17:06:42.033+00:00\",\"level\":\"INFO\",\"logger\":\"n\","               \
+  "\"message\":\"m\""
+
+static const char *fmt_fields(mw_logger *lg, const mw_log_field *f, size_t n) {
+  size_t len = logger_format_fields(lg, out, sizeof out, T0, MW_LOG_INFO, "n", 1, "m", 1, f, n);
+  assert_true(len < sizeof out);
+  assert_int_equal(strlen(out), len);
+  return out;
+}
+
+static void test_json_fields(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger(MW_LOG_JSON);
+  /* no fields: the record of logger_format */
+  assert_string_equal(fmt_fields(lg, NULL, 0), JSON_HEAD "}\n");
+  const mw_log_field timings[] = {F_NUM("dns", 0.001), F_NUM("connect", 0.002),
+                                  F_NUM("total", 0.01), F_INT("redirects", 2)};
+  const mw_log_field result[] = {
+      F_STR("monitor", "example"), F_STR("url", "http://x/"),
+      F_INT("status", 500),        F_INT("size", 0),
+      F_NUM("duration", 0.25),     F_BOOL("up", false),
+      F_BOOL("tls", true),         F_OBJ("timings", timings),
+  };
+  assert_string_equal(fmt_fields(lg, result, NFIELDS(result)),
+                      JSON_HEAD ",\"monitor\":\"example\",\"url\":\"http://x/\",\"status\":500,"
+                                "\"size\":0,\"duration\":0.25,\"up\":false,\"tls\":true,"
+                                "\"timings\":{\"dns\":0.001,\"connect\":0.002,\"total\":0.01,"
+                                "\"redirects\":2}}\n");
+  /* integers: no point, the whole range */
+  const mw_log_field ints[] = {F_INT("a", -7), F_INT("b", LLONG_MAX), F_INT("c", LLONG_MIN)};
+  assert_string_equal(fmt_fields(lg, ints, NFIELDS(ints)),
+                      JSON_HEAD ",\"a\":-7,\"b\":9223372036854775807,"
+                                "\"c\":-9223372036854775808}\n");
+  /* floats: digits enough to read back the same double, a point when they
+   * would look like an integer, null when not finite */
+  const mw_log_field nums[] = {
+      F_NUM("a", 0.1 + 0.2), F_NUM("b", 2.0),          F_NUM("c", -0.0),     F_NUM("d", 1e20),
+      F_NUM("e", 1.5e-7),    F_NUM("f", NAN),          F_NUM("g", INFINITY), F_NUM("h", -INFINITY),
+      F_NUM("i", 123456.75), F_NUM("j", 1e15 + 0.5),   F_NUM("k", 1e-6),     F_NUM("l", -0.5),
+      F_NUM("m", 1.0000005), F_NUM("n", 8999999999.5),
+  };
+  assert_string_equal(fmt_fields(lg, nums, NFIELDS(nums)),
+                      JSON_HEAD ",\"a\":0.30000000000000004,\"b\":2.0,\"c\":-0.0,\"d\":1e+20,"
+                                "\"e\":1.5e-07,\"f\":null,\"g\":null,\"h\":null,\"i\":123456.75,"
+                                "\"j\":1000000000000000.5,\"k\":0.000001,\"l\":-0.5,"
+                                "\"m\":1.0000005,\"n\":8999999999.5}\n");
+  /* an object: flat, empty is {}, NaN inside is null, an object inside is null */
+  const mw_log_field inner[] = {F_INT("x", 1)};
+  const mw_log_field outer[] = {F_NUM("nan", NAN), F_OBJ("deep", inner), F_STR("s", "v")};
+  const mw_log_field objs[] = {
+      F_OBJ("o", outer),
+      {.key = "empty", .key_len = 5, .type = MW_LOG_FIELD_OBJECT, .obj = NULL, .obj_n = 0},
+  };
+  assert_string_equal(fmt_fields(lg, objs, NFIELDS(objs)),
+                      JSON_HEAD ",\"o\":{\"nan\":null,\"deep\":null,\"s\":\"v\"},\"empty\":{}}\n");
+  logger_free(lg);
+}
+
+/* Every finite double reads back as itself, through both the fast path
+ * (at most 6 decimals, below 9e9) and snprintf. */
+static void test_json_number_roundtrip(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger(MW_LOG_JSON);
+  uint64_t x = 88172645463325252ULL; /* xorshift64: the same values every run */
+  size_t head = strlen(JSON_HEAD ",\"v\":");
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    double v;
+    switch (i % 4) {
+    case 0: /* any bit pattern */
+      memcpy(&v, &x, sizeof v);
+      break;
+    case 1: /* a timing: whole microseconds */
+      v = (double)(x % 100000000000ULL) / 1e6;
+      break;
+    case 2: /* near a microsecond multiple */
+      v = (double)(x % 10000000000ULL) / 1e6 + (double)(x >> 60) * 1e-13;
+      break;
+    default: /* around the fast path's bound */
+      v = 9e9 + ((double)(x % 2000000) - 1e6) / 1e3;
+      break;
+    }
+    if (x & 1) {
+      v = -v;
+    }
+    const mw_log_field f[] = {F_NUM("v", v)};
+    fmt_fields(lg, f, 1);
+    if (!isfinite(v)) {
+      assert_string_equal(out + head, "null}\n");
+      continue;
+    }
+    char *end;
+    double back = strtod(out + head, &end);
+    if (back != v || strcmp(end, "}\n") != 0 || !strpbrk(out + head, ".e")) {
+      fail_msg("%.17g written as %s", v, out + head);
+    }
+  }
+  logger_free(lg);
+}
+
+static void test_json_field_escaping(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger(MW_LOG_JSON);
+  const mw_log_field f[] = {
+      F_STR("reason", "said \"no\"\n\x1b[2J\xff"),
+      F_STR("k\"e\\y\n\x01", "v"),
+      F_INT("\xc3\xa9t\xc3\xa9", 1),
+  };
+  size_t n = strlen(fmt_fields(lg, f, NFIELDS(f)));
+  assert_string_equal(out, JSON_HEAD ",\"reason\":\"said \\\"no\\\"\\n\\u001b[2J\xef\xbf\xbd\","
+                                     "\"k\\\"e\\\\y\\n\\u0001\":\"v\",\"\xc3\xa9t\xc3\xa9\":1}\n");
+  assert_true(valid_utf8((const unsigned char *)out, n));
+  /* a NUL inside a key or value is data, not the end */
+  const mw_log_field nul[] = {
+      {.key = "a\0b", .key_len = 3, .type = MW_LOG_FIELD_STRING, .str = "c\0d", .str_len = 3}};
+  assert_string_equal(fmt_fields(lg, nul, 1), JSON_HEAD ",\"a\\u0000b\":\"c\\u0000d\"}\n");
+  logger_free(lg);
+}
+
+static void test_json_reserved_fields(void **state) {
+  (void)state;
+  mw_logger *lg = new_logger(MW_LOG_JSON);
+  /* a standard member's name gets "field_", so no member repeats; the names
+   * of text format keys are not members and stay */
+  const mw_log_field f[] = {F_STR("message", "x"), F_INT("time", 1),      F_STR("level", "y"),
+                            F_STR("logger", "z"),  F_STR("name", "w"),    F_STR("levelname", "v"),
+                            F_STR("asctime", "u"), F_STR("messages", "t")};
+  assert_string_equal(fmt_fields(lg, f, NFIELDS(f)),
+                      JSON_HEAD ",\"field_message\":\"x\",\"field_time\":1,\"field_level\":\"y\","
+                                "\"field_logger\":\"z\",\"name\":\"w\",\"levelname\":\"v\","
+                                "\"asctime\":\"u\",\"messages\":\"t\"}\n");
+  /* "field_time" given as well: the renamed one is dropped */
+  const mw_log_field both[] = {F_INT("time", 1), F_INT("field_time", 2)};
+  assert_string_equal(fmt_fields(lg, both, NFIELDS(both)), JSON_HEAD ",\"field_time\":2}\n");
+  /* the renaming is for the record's members only, not inside an object */
+  const mw_log_field t[] = {F_NUM("time", 0.5)};
+  const mw_log_field obj[] = {F_OBJ("timings", t)};
+  assert_string_equal(fmt_fields(lg, obj, 1), JSON_HEAD ",\"timings\":{\"time\":0.5}}\n");
+  logger_free(lg);
+}
+
+static void check_monitor(const char *format, const mw_log_field *f, size_t n, const char *want) {
+  mw_logger *lg = new_logger(format);
+  assert_string_equal(fmt_fields(lg, f, n), want);
+  logger_free(lg);
+}
+
+static void test_monitor_key(void **state) {
+  (void)state;
+  const mw_log_field f[] = {F_INT("status", 500), F_STR("monitor", "example")};
+  check_monitor("[%(monitor)s] %(message)s", f, NFIELDS(f), "[example] m\n");
+  /* without the field, or without fields at all: "-" */
+  check_monitor("[%(monitor)s] %(message)s", f, 1, "[-] m\n");
+  check_monitor("[%(monitor)s] %(message)s", NULL, 0, "[-] m\n");
+  check_format("[%(monitor)s]", T0, MW_LOG_INFO, "n", "m", "[-]\n");
+  /* widths, as for the other string keys (in characters) */
+  check_monitor("[%(monitor)10s|%(monitor)-10s|%(monitor)3s]", f, NFIELDS(f),
+                "[   example|example   |example]\n");
+  check_monitor("[%(monitor)3s|%(monitor)-3s]", NULL, 0, "[  -|-  ]\n");
+  const mw_log_field u[] = {F_STR("monitor", "\xc3\xa9t\xc3\xa9")};
+  check_monitor("[%(monitor)-4s]", u, 1, "[\xc3\xa9t\xc3\xa9 ]\n");
+  /* escaped like a name: a monitor named by a config cannot drive a terminal */
+  const mw_log_field e[] = {F_STR("monitor", "a\x1b[2J\rb")};
+  check_monitor("[%(monitor)s] [%(monitor)12s]", e, 1, "[a\\x1b[2J\\rb] [ a\\x1b[2J\\rb]\n");
+  /* other types print as their JSON text, an object as "-" */
+  const mw_log_field i[] = {F_INT("monitor", -42)};
+  check_monitor("[%(monitor)5s]", i, 1, "[  -42]\n");
+  const mw_log_field b[] = {F_BOOL("monitor", true)};
+  check_monitor("[%(monitor)s]", b, 1, "[true]\n");
+  const mw_log_field d[] = {F_NUM("monitor", 2.5), F_NUM("x", 0)};
+  check_monitor("[%(monitor)s]", d, 1, "[2.5]\n");
+  const mw_log_field nan[] = {F_NUM("monitor", NAN)};
+  check_monitor("[%(monitor)s]", nan, 1, "[nan]\n");
+  const mw_log_field o[] = {F_OBJ("monitor", d)};
+  check_monitor("[%(monitor)s]", o, 1, "[-]\n");
+  /* other fields are not shown in text formats */
+  check_monitor("%(message)s", f, NFIELDS(f), "m\n");
+  /* monitor takes s only */
+  check_error("%(monitor)d", "log.format: '%(monitor)d' at position 0 is not supported (d is for "
+                             "the integer keys levelno, msecs and process)" SUPPORTED);
+  check_error(
+      "%(monitor)05s",
+      "log.format: '%(monitor)05s' at position 0 is not supported (flag '0' needs d)" SUPPORTED);
+}
+
+static void test_fields_records(void **state) {
+  (void)state;
+  /* logger_log_fields writes them; a filtered record is not formatted */
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  char err[MW_LOG_ERR_SIZE];
+  mw_logger *lg = logger_new("%(levelname)s %(monitor)s %(message)s", MW_LOG_INFO, err, sizeof err);
+  assert_non_null(lg);
+  logger_set_fd(lg, p[1], true);
+  const mw_log_field f[] = {F_STR("monitor", "example"), F_INT("status", 500)};
+  assert_int_equal(logger_log_fields(lg, MW_LOG_DEBUG, "n", 1, "quiet", 5, f, 2), 0);
+  assert_int_equal(logger_log_fields(lg, MW_LOG_WARNING, "n", 1, "down", 4, f, 2), 0);
+  assert_int_equal(logger_log(lg, MW_LOG_INFO, "n", 1, "plain", 5), 0);
+  char got[128];
+  ssize_t n = read(p[0], got, sizeof got - 1);
+  assert_true(n > 0);
+  got[n] = '\0';
+  assert_string_equal(got, "WARNING example down\nINFO - plain\n");
+  logger_free(lg);
+  close(p[0]);
+
+  /* a record longer than the render buffer grows it; snprintf-like sizes */
+  lg = new_logger(MW_LOG_JSON);
+  static char big[10000];
+  memset(big, 'b', sizeof big);
+  const mw_log_field g[] = {{.key = "body",
+                             .key_len = 4,
+                             .type = MW_LOG_FIELD_STRING,
+                             .str = big,
+                             .str_len = sizeof big}};
+  size_t len;
+  const char *rec = logger_render_fields(lg, T0, MW_LOG_INFO, "n", 1, "m", 1, g, 1, &len);
+  assert_non_null(rec);
+  size_t head = strlen(JSON_HEAD ",\"body\":\"");
+  assert_int_equal(len, head + sizeof big + 3);
+  assert_memory_equal(rec + len - 3, "\"}\n", 3);
+  assert_int_equal(logger_format_fields(lg, NULL, 0, T0, MW_LOG_INFO, "n", 1, "m", 1, g, 1), len);
+  char small[20];
+  assert_int_equal(
+      logger_format_fields(lg, small, sizeof small, T0, MW_LOG_INFO, "n", 1, "m", 1, g, 1), len);
+  assert_memory_equal(small, JSON_HEAD, sizeof small);
   logger_free(lg);
 }
 
@@ -1095,6 +1351,12 @@ int main(void) {
       cmocka_unit_test(test_format_errors),
       cmocka_unit_test(test_json),
       cmocka_unit_test(test_json_escaping),
+      cmocka_unit_test(test_json_fields),
+      cmocka_unit_test(test_json_number_roundtrip),
+      cmocka_unit_test(test_json_field_escaping),
+      cmocka_unit_test(test_json_reserved_fields),
+      cmocka_unit_test(test_monitor_key),
+      cmocka_unit_test(test_fields_records),
       cmocka_unit_test(test_text_escaping),
       cmocka_unit_test(test_truncation),
       cmocka_unit_test(test_small_buffer),

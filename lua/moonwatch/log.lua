@@ -13,11 +13,21 @@
 --- \r (C escapes the other control bytes). The format string is the
 --- record's own text and keeps its lines; `log.lines(s)` marks an argument
 --- as trusted multi-line text, like a traceback.
+---
+--- Records can carry fields beside the message, for `jq` and log shippers:
+---
+---     local logger = log.get("HttpMonitor", { monitor = "example" })
+---     logger:warning_with({ status = 500, up = false,
+---                           time = { dns = 0.001, total = 0.01 } }, "Check failed")
+---
+--- The JSON format writes each field as a member after time, level, logger
+--- and message (a field named like one of these four as "field_<name>");
+--- text formats show only `monitor`, through `%(monitor)s` ("-" without it).
 local core = require("moonwatch.core")
 
 local gsub, format, select, type = string.gsub, string.format, select, type
 local plain = core.log_plain -- the arguments string.format may take as they are
-local getmetatable, tostring = getmetatable, tostring
+local getmetatable, tostring, pairs, next = getmetatable, tostring, pairs, next
 
 local M = {}
 
@@ -92,15 +102,64 @@ end
 
 ---@class moonwatch.Logger
 ---@field name string
+---@field fields? table  the static fields of its records (nil without any)
 local Logger = {}
 Logger.__index = Logger
 
+-- The class of loggers with static fields: its plain methods pass them on,
+-- so that those of Logger stay as cheap as before there were fields.
+local FieldLogger = setmetatable({}, { __index = Logger })
+FieldLogger.__index = FieldLogger
+
 local loggers = {}
 
---- The logger of this name (one object per name).
+---@alias moonwatch.LogFields table<string, string|number|boolean|table<string, number>>
+
+local function field_error(where, k, what)
+  error(format("%s: field '%s' must be a string, number, boolean or table of numbers, got %s",
+               where, tostring(k), what), 4)
+end
+
+-- A checked copy: the logger's fields must not change under it.
+local function copy_fields(fields, where)
+  if type(fields) ~= "table" then
+    error(format("%s: fields must be a table, got %s", where, type(fields)), 3)
+  end
+  local copy = {}
+  for k, v in pairs(fields) do
+    if type(k) ~= "string" then
+      error(format("%s: field names must be strings, got %s", where, type(k)), 3)
+    end
+    local t = type(v)
+    if t == "table" then
+      local nums = {}
+      for nk, nv in pairs(v) do
+        if type(nk) ~= "string" or type(nv) ~= "number" then
+          field_error(where, k, "a table with a " .. type(nk) .. " key and a "
+                      .. type(nv) .. " value")
+        end
+        nums[nk] = nv
+      end
+      v = nums
+    elseif t ~= "string" and t ~= "number" and t ~= "boolean" then
+      field_error(where, k, t)
+    end
+    copy[k] = v
+  end
+  return copy
+end
+
+--- The logger of this name. Without fields (or with none in the table) one
+--- object per name; with fields, a new logger whose every record carries
+--- them: `log.get("HttpMonitor", { monitor = "example" })`.
 ---@param name string
+---@param fields? moonwatch.LogFields
 ---@return moonwatch.Logger
-function M.get(name)
+function M.get(name, fields)
+  local own = fields ~= nil and copy_fields(fields, "log.get") or nil
+  if own and next(own) ~= nil then
+    return setmetatable({ name = name, fields = own }, FieldLogger)
+  end
   local lg = loggers[name]
   if not lg then
     lg = setmetatable({ name = name }, Logger)
@@ -125,6 +184,35 @@ local function safe_args(...)
   return table.unpack(args, 1, args.n)
 end
 
+-- The fields a captured record shows: the logger's, then the record's over them.
+local function merged(static, fields)
+  local all = {}
+  if static then
+    for k, v in pairs(static) do all[k] = v end
+  end
+  if fields then
+    for k, v in pairs(fields) do all[k] = v end
+  end
+  return all
+end
+
+-- The text of a record.
+local function message(fmt, ...)
+  if select("#", ...) == 0 then return tostring(fmt) end
+  if plain(...) then return format(fmt, ...) end
+  return format(fmt, safe_args(...))
+end
+
+-- Keeps a record in the innermost capture; true when it is not written.
+local function captured(self, lg, level, msg, fields, static)
+  local cap = captures[#captures]
+  cap[#cap + 1] = { level = level, name = self.name, message = msg,
+                    fields = merged(static, fields),
+                    text = lg:format(level, self.name, msg, nil, fields, static) }
+  return not cap.passthrough
+end
+
+-- The plain methods of a logger without fields: as before there were any.
 local function emit(self, level, fmt, ...)
   local lg = root()
   if not lg:enabled(level) then return false end
@@ -136,14 +224,20 @@ local function emit(self, level, fmt, ...)
   else
     msg = format(fmt, safe_args(...))
   end
-  local n = #captures
-  if n > 0 then
-    local cap = captures[n]
-    cap[#cap + 1] = { level = level, name = self.name, message = msg,
-                      text = lg:format(level, self.name, msg) }
-    if not cap.passthrough then return true end
-  end
+  if #captures > 0 and captured(self, lg, level, msg) then return true end
   return lg:log(level, self.name, msg)
+end
+
+-- The *_with methods, and the plain ones of a FieldLogger: fields are this
+-- record's (nil for none); C merges them over the logger's, without a table
+-- per record.
+local function emit_with(self, level, fields, fmt, ...)
+  local lg = root()
+  if not lg:enabled(level) then return false end
+  local msg = message(fmt, ...)
+  local static = self.fields
+  if #captures > 0 and captured(self, lg, level, msg, fields, static) then return true end
+  return lg:log(level, self.name, msg, fields, static)
 end
 
 --- Logs `fmt` (with `string.format` arguments, if any) at a level.
@@ -156,8 +250,40 @@ function Logger:warning(fmt, ...) return emit(self, "WARNING", fmt, ...) end
 function Logger:error(fmt, ...) return emit(self, "ERROR", fmt, ...) end
 function Logger:critical(fmt, ...) return emit(self, "CRITICAL", fmt, ...) end
 
+function FieldLogger:log(level, fmt, ...) return emit_with(self, level, nil, fmt, ...) end
+function FieldLogger:debug(fmt, ...) return emit_with(self, "DEBUG", nil, fmt, ...) end
+function FieldLogger:info(fmt, ...) return emit_with(self, "INFO", nil, fmt, ...) end
+function FieldLogger:warning(fmt, ...) return emit_with(self, "WARNING", nil, fmt, ...) end
+function FieldLogger:error(fmt, ...) return emit_with(self, "ERROR", nil, fmt, ...) end
+function FieldLogger:critical(fmt, ...) return emit_with(self, "CRITICAL", nil, fmt, ...) end
+
+--- Logs like `log`, with fields for this record over the logger's own
+--- (name -> string, number, boolean, or a table of name -> number).
+---@param level string|integer
+---@param fields moonwatch.LogFields|nil
+---@param fmt string
+function Logger:log_with(level, fields, fmt, ...)
+  return emit_with(self, level, fields, fmt, ...)
+end
+function Logger:debug_with(fields, fmt, ...) return emit_with(self, "DEBUG", fields, fmt, ...) end
+function Logger:info_with(fields, fmt, ...) return emit_with(self, "INFO", fields, fmt, ...) end
+function Logger:warning_with(fields, fmt, ...)
+  return emit_with(self, "WARNING", fields, fmt, ...)
+end
+function Logger:error_with(fields, fmt, ...) return emit_with(self, "ERROR", fields, fmt, ...) end
+function Logger:critical_with(fields, fmt, ...)
+  return emit_with(self, "CRITICAL", fields, fmt, ...)
+end
+
+---@class moonwatch.LogRecord
+---@field level string|integer
+---@field name string
+---@field message string
+---@field fields moonwatch.LogFields  the logger's and the record's ({} without any)
+---@field text string                 the record as it would have been written
+
 ---@class moonwatch.LogCapture
----@field [integer] {level: string|integer, name: string, message: string, text: string}
+---@field [integer] moonwatch.LogRecord
 local Capture = {}
 Capture.__index = Capture
 
