@@ -23,12 +23,10 @@ return mw.container(function(c)
   })
   c.http_client = providers.Singleton(mw.http.Client)
   c.example_monitor = providers.Factory(mw.monitors.HttpMonitor, {
-    name = "example",
     http_client = c.http_client,
     options = config.monitors.example,
   })
   c.httpbin_monitor = providers.Factory(mw.monitors.HttpMonitor, {
-    name = "httpbin",
     http_client = c.http_client,
     options = config.monitors.httpbin,
   })

@@ -71,7 +71,7 @@ describe("State", function()
 
   it("at success threshold 2: one success stays DOWN, the second is UP again", function()
     local s = State{ success_threshold = 2 }
-    s:on_result(monitor, down(10))
+    logged(function() s:on_result(monitor, down(10)) end)
     assert.equal("DOWN", s:get("example").state)
     assert.same({}, logged(function() s:on_result(monitor, up(60)) end))
     assert.equal("DOWN", s:get("example").state)
@@ -85,8 +85,22 @@ describe("State", function()
     local s = State{ failure_threshold = 5 }
     local strict = { name = "strict", failure_threshold = 1 }
     s:on_result(strict, { up = true, monitor = "strict", at = 0 })
-    s:on_result(strict, { up = false, monitor = "strict", at = 1, reason = "r" })
+    assert.same({ "WARNING strict is DOWN after 1 failed check: r" }, logged(function()
+      s:on_result(strict, { up = false, monitor = "strict", at = 1, reason = "r" })
+    end))
     assert.equal("DOWN", s:get("strict").state)
+  end)
+
+  it("gives each change's facts as record fields", function()
+    local s = State()
+    local cap <close> = mw.log.capture()
+    s:on_result(monitor, up(0))
+    s:on_result(monitor, down(10, "status 503, expected 200-299"))
+    s:on_result(monitor, up(143))
+    assert.equal(2, #cap)
+    assert.same({ monitor = "example", state = "DOWN", consecutive = 1,
+                  reason = "status 503, expected 200-299" }, cap[1].fields)
+    assert.same({ monitor = "example", state = "UP", down_for = 133 }, cap[2].fields)
   end)
 
   it("refuses a threshold that is not a positive integer", function()
@@ -107,7 +121,7 @@ describe("State", function()
   it("lists every monitor in the order they were seen", function()
     local s = State()
     s:on_result({}, { up = true, monitor = "b" })
-    s:on_result({}, { up = false, monitor = "a", reason = "x" })
+    logged(function() s:on_result({}, { up = false, monitor = "a", reason = "x" }) end)
     local names = {}
     for i, e in ipairs(s:all()) do names[i] = e.name .. "=" .. e.state end
     assert.same({ "b=UP", "a=DOWN" }, names)
@@ -165,6 +179,7 @@ describe("Dispatcher and its result consumers", function()
       { up = rec.results[1].result.up, reason = rec.results[1].result.reason,
         kind = rec.results[1].result.kind })
     assert.matches("^Error executing monitor check %(bad%)\n", cap[2].message)
+    assert.same({ monitor = "bad" }, cap[2].fields)
   end)
 
   it("logs a consumer that raises, and the others still get the result", function()

@@ -83,6 +83,37 @@ describe("monitors", function()
       }, "\n")), cap[1].text)
     end)
 
+    it("gives the check's measurements as record fields, the monitor's name first", function()
+      local url = srv:url("/status/503")
+      local cap, r = check(monitor(mw.http.Client(), { url = url, name = "api" }))
+      local f = cap[1].fields
+      assert.same({ "api", "GET", url, false, "status 503, expected 200-299", "condition", 503 },
+        { f.monitor, f.method, f.url, f.up, f.reason, f.kind, f.status })
+      assert.equal(r.duration, f.duration)
+      assert.equal(r.timings, f.timings)
+      assert.is_number(f.timings.connect)
+      cap = check(monitor(mw.http.Client(), { url = srv:url("/page"), name = "page" }))
+      assert.same({ "page", true, 200, 648 },
+        { cap[1].fields.monitor, cap[1].fields.up, cap[1].fields.status, cap[1].fields.size })
+      assert.is_nil(cap[1].fields.reason)
+    end)
+
+    it("writes those fields as JSON members with log.format=json", function()
+      local dir = fixture.tmpdir()
+      local path = dir .. "/records.json"
+      local sink = mw.log.setup{ format = "json", file = path, level = "INFO" }
+      local m = monitor(mw.http.Client(), { url = srv:url("/status/500"), name = "api" })
+      core.run(function() m:check() end)
+      assert.is_true(sink:flush())
+      mw.log.setup{ level = "INFO" }
+      local rec = require("cjson").decode(fixture.read_file(path))
+      fixture.rmtree(dir)
+      assert.same({ "WARNING", "HttpMonitor", "api", 500, false, "status 500, expected 200-299" },
+        { rec.level, rec.logger, rec.monitor, rec.status, rec.up, rec.reason })
+      assert.matches("^Check failed\n", rec.message)
+      assert.is_number(rec.timings.total)
+    end)
+
     it("sends the configured method", function()
       local cap = check(monitor(mw.http.Client(), { url = srv:url("/page"), method = "HEAD" }))
       assert.truthy(cap[1].message:find("HEAD " .. srv:url("/page"), 1, true))
@@ -263,7 +294,8 @@ describe("monitors", function()
       local m = Counter{ check_every = 0.5 }
       assert.equal(0.5, m.interval)
       assert.equal("Counter", m.name)
-      assert.equal(mw.log.get("Counter"), m.logger)
+      assert.equal("Counter", m.logger.name)
+      assert.same({ monitor = "Counter" }, m.logger.fields) -- every record names its monitor
       assert.equal(Counter, getmetatable(m))
       local cap, n = check(m)
       assert.equal(1, n)

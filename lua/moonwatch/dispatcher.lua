@@ -141,7 +141,8 @@ end
 --- down result "error: <message>" goes to the consumers.
 ---@return table result
 function Dispatcher:raised(monitor, name, traceback, err)
-  self.logger:error("Error executing monitor check (%s)\n%s", name, log.lines(traceback))
+  self.logger:error_with({ monitor = name }, "Error executing monitor check (%s)\n%s", name,
+    log.lines(traceback))
   local msg = err
   if type(msg) ~= "string" then msg = traceback end
   return complete(self, monitor, name, result.of_error(msg), now())

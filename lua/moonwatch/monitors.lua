@@ -85,11 +85,13 @@ function Monitor:new(kwargs)
   local budget = kwargs.cpu_budget
   why = bad_budget(budget)
   if why then fail("cpu_budget %s, got %s", why, shown(budget)) end
+  local name = kwargs.name or self.__name
+  -- Every record of a monitor names it (%(monitor)s, the JSON member).
   return setmetatable({
-    name = kwargs.name or self.__name,
+    name = name,
     interval = every,
     cpu_budget = budget,
-    logger = log.get(self.__name),
+    logger = log.get(self.__name, { monitor = name }),
   }, self)
 end
 
@@ -211,7 +213,8 @@ end
 --- logs one record: INFO for an up result (the tutorial's record), WARNING
 --- with the reason for a down one. Returns the result (moonwatch.result):
 --- its fields are monitor, method, url, up, reason and kind when down,
---- status, size, duration, time (the phase times) and response.
+--- status, size, duration, timings (the phase times) and response. The
+--- record carries the same measurements as fields (README: record fields).
 function HttpMonitor:check()
   local started = core.now()
   local resp, err, kind = self.http_client:request(self.request)
@@ -219,22 +222,31 @@ function HttpMonitor:check()
   local took = round3(duration)
   if resp then
     local up, reason = self.judge(resp)
+    local r = { up = up, reason = reason, kind = (not up) and "condition" or nil,
+                monitor = self.name, method = self.method, url = self.url,
+                status = resp.status, size = resp.size, duration = duration,
+                timings = resp.time, response = resp }
+    local fields = { method = self.method, url = self.url, up = up, reason = reason,
+                     kind = r.kind, status = resp.status, size = resp.size,
+                     duration = duration, timings = resp.time }
     if up then
-      self.logger:info("Check\n    %s %s\n    response code: %s\n    content length: %s\n"
-        .. "    request took: %s seconds", self.method, self.url, resp.status, resp.size, took)
+      self.logger:info_with(fields, "Check\n    %s %s\n    response code: %s\n"
+        .. "    content length: %s\n    request took: %s seconds", self.method, self.url,
+        resp.status, resp.size, took)
     else
-      self.logger:warning("Check failed\n    %s %s\n    response code: %s\n    reason: %s\n"
-        .. "    request took: %s seconds", self.method, self.url, resp.status, reason, took)
+      self.logger:warning_with(fields, "Check failed\n    %s %s\n    response code: %s\n"
+        .. "    reason: %s\n    request took: %s seconds", self.method, self.url,
+        resp.status, reason, took)
     end
-    return { up = up, reason = reason, kind = (not up) and "condition" or nil,
-             monitor = self.name, method = self.method, url = self.url,
-             status = resp.status, size = resp.size, duration = duration,
-             time = resp.time, response = resp }
+    return r
   end
-  self.logger:warning("Check failed\n    %s %s\n    error: %s\n    request took: %s seconds",
-    self.method, self.url, tostring(err), took)
-  return result.down(tostring(err), kind, { monitor = self.name, method = self.method,
-                                            url = self.url, duration = duration })
+  local reason = tostring(err)
+  self.logger:warning_with({ method = self.method, url = self.url, up = false,
+                             reason = reason, kind = kind, duration = duration },
+    "Check failed\n    %s %s\n    error: %s\n    request took: %s seconds",
+    self.method, self.url, reason, took)
+  return result.down(reason, kind, { monitor = self.name, method = self.method,
+                                     url = self.url, duration = duration })
 end
 
 return M

@@ -6,7 +6,7 @@
 ---       monitor = "example", at = <Unix time>, duration = <seconds>,
 ---       ... }                                     -- measurements
 ---
---- HttpMonitor's results also carry method, url, status, size, time
+--- HttpMonitor's results also carry method, url, status, size, timings
 --- (the phase times) and the response. A monitor written in Lua may return a
 --- result, or, as before, a true value (up) or `nil, reason` (down); nothing
 --- at all is up; a check that raises is down with the reason "error: ...".

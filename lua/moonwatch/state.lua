@@ -130,7 +130,8 @@ function State:on_result(monitor, result)
     elseif e.state == "DOWN" and e.consecutive >= need then
       local was = now - e.since
       e.state, e.since = "UP", now
-      self.logger:info("%s is UP again after %s down", e.name, M.duration(was))
+      self.logger:info_with({ monitor = e.name, state = "UP", down_for = was },
+        "%s is UP again after %s down", e.name, M.duration(was))
     end
   else
     e.downs = e.downs + 1
@@ -138,8 +139,11 @@ function State:on_result(monitor, result)
     local need = monitor.failure_threshold or self.failure_threshold
     if e.state ~= "DOWN" and e.consecutive >= need then
       e.state, e.since = "DOWN", now
-      self.logger:warning("%s is DOWN after %d failed %s: %s", e.name, e.consecutive,
-        plural(e.consecutive, "check", "checks"), tostring(result.reason))
+      local reason = tostring(result.reason)
+      self.logger:warning_with({ monitor = e.name, state = "DOWN", reason = reason,
+                                 consecutive = e.consecutive },
+        "%s is DOWN after %d failed %s: %s", e.name, e.consecutive,
+        plural(e.consecutive, "check", "checks"), reason)
     end
   end
   return e
