@@ -6,7 +6,7 @@
 --
 -- Scenarios: saturation, scale, startup, soak, fresh, valgrind, all (every
 -- one but soak). Options: --monitors N, --interval T, --duration D,
--- --timeout S, --fresh, --wrk-duration S, --no-wrk, --keep, --moonwatch PATH.
+-- --timeout S, --fresh, --expect none|three, --wrk-duration S, --no-wrk, --keep, --moonwatch PATH.
 -- Run with --help for details.
 --
 -- Each run: nginx (one worker) pinned to CPU 1, a monitors.lua with N
@@ -43,6 +43,14 @@ local SCENARIOS = {
   valgrind = { monitors = 100, interval = 0.1, duration = 10, fresh = false,
     about = "a short run under valgrind memcheck: leaks and errors" },
 }
+-- What `--expect` puts in each monitor's options: nothing (the default
+-- judgement, status 200-299), or three conditions on the JSON page.
+local EXPECTS = {
+  none = { code = "nil" },
+  three = { code = '{ status = 200, body_contains = "moonwatch bench", '
+    .. 'json = { ["$.status"] = "ok" } }', path = nginx.HEALTH },
+}
+
 local ALL = { "saturation", "scale", "startup", "fresh", "valgrind" }
 
 local USAGE = [[
@@ -63,6 +71,9 @@ Options:
   --duration D        seconds to run after start-up
   --timeout S         each check's timeout (default 5)
   --fresh             a new TCP connection per check
+  --expect none|three the monitors' conditions: none (the default judgement,
+                      status 200-299), or three (status 200, body contains,
+                      one JSON path) on a 648-byte JSON page
   --wrk-duration S    seconds of wrk (default 5; 0 or --no-wrk: no wrk)
   --keep              keep the work directory (monitors.lua, log, stats)
   --moonwatch PATH    the executable (default build/moonwatch)
@@ -103,6 +114,9 @@ local function parse(argv)
     elseif a == "--duration" then o.duration = number(a)
     elseif a == "--timeout" then o.timeout = number(a)
     elseif a == "--fresh" then o.fresh = true
+    elseif a == "--expect" then
+      o.expect = value(a)
+      if not EXPECTS[o.expect] then die("--expect is none or three, got " .. o.expect) end
     elseif a == "--wrk-duration" then o.wrk_duration = number(a)
     elseif a == "--no-wrk" then o.wrk_duration = 0
     elseif a == "--keep" then o.keep = true
@@ -133,6 +147,7 @@ local providers = mw.providers
 
 local N, URL, EVERY, TIMEOUT, FRESH = %d, %q, %s, %s, %s
 local LOG = %q
+local EXPECT = %s
 
 return mw.container(function(c)
   c.logging = providers.Resource(mw.log.setup, { level = "INFO", file = LOG })
@@ -144,7 +159,7 @@ return mw.container(function(c)
       http_client = c.http_client,
       options = {
         method = "GET", url = URL .. "?m=" .. i, timeout = TIMEOUT,
-        check_every = EVERY, fresh_connection = FRESH,
+        check_every = EVERY, fresh_connection = FRESH, expect = EXPECT,
       },
     })
     monitors[i] = c[name]
@@ -156,9 +171,11 @@ return mw.container(function(c)
 end)
 ]]
 
+
 local function monitors_lua(p, url, log)
-  return MONITORS_LUA:format(p.monitors, p.monitors, url, ("%.17g"):format(p.interval),
-    ("%.17g"):format(p.timeout), tostring(p.fresh), log)
+  local e = EXPECTS[p.expect]
+  return MONITORS_LUA:format(p.monitors, p.monitors, url .. (e.path or ""),
+    ("%.17g"):format(p.interval), ("%.17g"):format(p.timeout), tostring(p.fresh), log, e.code)
 end
 
 -- Running the daemon -----------------------------------------------------------
@@ -322,6 +339,9 @@ local function report(name, p, env, server, r, wrk, wrk_close)
   out("parameters", "N=%s monitors, check_every=%g s, D=%g s, timeout %g s, spread, %s",
     thousands(p.monitors), p.interval, p.duration, p.timeout,
     p.fresh and "a new connection per check" or "keep-alive connections")
+  out("conditions", "%s", EXPECTS[p.expect].path
+    and ("%s on /%s"):format(EXPECTS[p.expect].code, EXPECTS[p.expect].path)
+    or "none given (status 200-299)")
   out("scheduled", "%s (%s/s)", thousands(s.scheduled), thousands(s.scheduled / elapsed))
   out("run", "%s (%.2f %% of scheduled)", thousands(s.run), run_pct)
   out("skipped", "%s (overlap, or the loop a whole interval behind)", thousands(s.skipped))
@@ -457,6 +477,7 @@ local function params(name, o)
     duration = o.duration or d.duration,
     timeout = o.timeout or 5,
     fresh = o.fresh or d.fresh,
+    expect = o.expect or "none",
     valgrind = name == "valgrind",
     moonwatch = o.moonwatch,
     perf = o.perf,

@@ -1,5 +1,6 @@
 -- A private nginx for the benchmarks: one worker, keep-alive, a 648-byte
--- page, on a free port of 127.0.0.1, everything in a temporary directory.
+-- page (and health.json, a 648-byte JSON document), on a free port of
+-- 127.0.0.1, everything in a temporary directory.
 --
 --   local nginx = require("nginx")
 --   local server = nginx.start{ cpu = "1" }   -- pinned with taskset, or not
@@ -23,6 +24,16 @@ local function page()
   assert(#p == M.PAGE_SIZE)
   return p
 end
+
+-- The same size as the page, in JSON, for the conditions of `--expect three`.
+local function health()
+  local p = '{"status":"ok","service":"moonwatch bench","checks":[{"name":"db","ok":true}],'
+    .. '"pad":"'
+  p = p .. ("x"):rep(M.PAGE_SIZE - #p - 3) .. '"}\n'
+  assert(#p == M.PAGE_SIZE)
+  return p
+end
+M.HEALTH = "health.json"
 
 local function config(dir, port)
   local access = os.getenv("BENCH_ACCESS_LOG") == "1"
@@ -64,6 +75,7 @@ function M.start(opts)
   local dir = util.tmpdir("nginx")
   assert(util.sh("mkdir -m 755 " .. util.q(dir .. "/www")))
   util.write_file(dir .. "/www/index.html", page())
+  util.write_file(dir .. "/www/" .. M.HEALTH, health())
   local port = util.free_port()
   util.write_file(dir .. "/nginx.conf", config(dir, port))
   local prefix = opts.cpu and ("taskset -c " .. opts.cpu .. " ") or ""
