@@ -91,7 +91,8 @@ enum {
 struct mw_logger {
   int level;
   bool json;
-  long long pid; /* at creation: getpid() per record is a syscall */
+  bool shows_monitor; /* a text format with %(monitor)s */
+  long long pid;      /* at creation: getpid() per record is a syscall */
   log_seg *segs;
   size_t nsegs;
   char *lits;
@@ -505,6 +506,7 @@ static int compile_format(mw_logger *lg, const char *fmt, char *err, size_t errs
     }
     p++;
     seg.plain = seg.width == 0;
+    lg->shows_monitor = lg->shows_monitor || seg.key == KEY_MONITOR;
     lg->segs[lg->nsegs++] = seg;
     lit = NULL;
   }
@@ -1452,6 +1454,13 @@ int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, cons
 int logger_log_fields(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
                       size_t msg_len, const mw_log_field *fields, size_t nfields) {
   return log_record(lg, level, name, name_len, msg, msg_len, fields, nfields);
+}
+
+int logger_fields_used(const mw_logger *lg) {
+  if (lg->json) {
+    return MW_LOG_FIELDS_ALL;
+  }
+  return lg->shows_monitor ? MW_LOG_FIELDS_MONITOR : MW_LOG_FIELDS_NONE;
 }
 
 int logger_flush(mw_logger *lg) {

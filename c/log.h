@@ -195,4 +195,10 @@ int logger_log(mw_logger *lg, int level, const char *name, size_t name_len, cons
 int logger_log_fields(mw_logger *lg, int level, const char *name, size_t name_len, const char *msg,
                       size_t msg_len, const mw_log_field *fields, size_t nfields);
 
+/* Which fields the format writes: all of them (JSON), only "monitor" (a
+ * text format with %(monitor)s) or none, so a caller can skip reading the
+ * others. */
+enum { MW_LOG_FIELDS_NONE, MW_LOG_FIELDS_MONITOR, MW_LOG_FIELDS_ALL };
+int logger_fields_used(const mw_logger *lg);
+
 #endif

@@ -348,17 +348,63 @@ static int check_fields_arg(lua_State *L, int idx, int top) {
   return t == LUA_TTABLE;
 }
 
+/* Only "monitor", this record's over the logger's: what a text format shows. */
+static int read_monitor(lua_State *L, bound_logger *u, int rec, int base, size_t *n) {
+  for (int i = 0; i < 2; i++) {
+    int t = i == 0 ? rec : base;
+    if (!t) {
+      continue;
+    }
+    if (lua_getfield(L, t, "monitor") == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (grow(&u->fields, &u->fields_cap, 1) < 0) {
+      return -1;
+    }
+    fields_fill fill = {0, 0};
+    u->fields[0].key = "monitor";
+    u->fields[0].key_len = 7;
+    /* The value stays in its table, so the string outlives the pop. A
+     * table shows as "-": its members are not read. */
+    int rc = 0;
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      u->fields[0].type = MW_LOG_FIELD_OBJECT;
+      u->fields[0].obj = NULL;
+      u->fields[0].obj_n = 0;
+    } else {
+      rc = read_value(L, u, &fill, &u->fields[0]);
+    }
+    lua_pop(L, 1);
+    if (rc < 0) {
+      return -1;
+    }
+    *n = 1;
+    return 0;
+  }
+  return 0;
+}
+
 /* The fields of the tables at idx (this record's) and idx + 1 (the
  * logger's): base first, so a logger's "monitor" leads. top: the caller's
- * last argument (arg_text may have pushed strings since). Returns 0 and sets
- * fields and n (NULL and 0 without tables), or -1 when out of memory. */
-static int read_fields(lua_State *L, bound_logger *u, int idx, int top, const mw_log_field **fields,
-                       size_t *n) {
+ * last argument (arg_text may have pushed strings since). used
+ * (MW_LOG_FIELDS_*): fields the format does not write are not looked at,
+ * like those of a record filtered out. Returns 0 and sets fields and n (NULL
+ * and 0 without tables), or -1 when out of memory. */
+static int read_fields(lua_State *L, bound_logger *u, int idx, int top, int used,
+                       const mw_log_field **fields, size_t *n) {
   *fields = NULL;
   *n = 0;
   int rec = check_fields_arg(L, idx, top), base = check_fields_arg(L, idx + 1, top);
-  if (!rec && !base) {
+  if ((!rec && !base) || used == MW_LOG_FIELDS_NONE) {
     return 0;
+  }
+  if (used == MW_LOG_FIELDS_MONITOR) {
+    int rc = read_monitor(L, u, rec ? idx : 0, base ? idx + 1 : 0, n);
+    if (rc == 0 && *n > 0) {
+      *fields = u->fields;
+    }
+    return rc;
   }
   fields_fill fill = {0, 0};
   if (base && read_table(L, u, &fill, idx + 1, rec ? idx : 0) < 0) {
@@ -406,7 +452,7 @@ static int log_at(lua_State *L, bound_logger *u, int level, int arg) {
   int rc;
   if (top < arg + 2) { /* no fields: the call of before there were any */
     rc = logger_log(lg, level, name, name_len, msg, msg_len);
-  } else if (read_fields(L, u, arg + 2, top, &fields, &nfields) < 0) {
+  } else if (read_fields(L, u, arg + 2, top, logger_fields_used(lg), &fields, &nfields) < 0) {
     rc = -ENOMEM;
   } else {
     rc = logger_log_fields(lg, level, name, name_len, msg, msg_len, fields, nfields);
@@ -491,7 +537,7 @@ static int l_format(lua_State *L) {
   const char *rec;
   if (top < 6) {
     rec = logger_render(lg, t, level, name, name_len, msg, msg_len, &len);
-  } else if (read_fields(L, u, 6, top, &fields, &nfields) < 0) {
+  } else if (read_fields(L, u, 6, top, MW_LOG_FIELDS_ALL, &fields, &nfields) < 0) {
     rec = NULL;
   } else {
     rec = logger_render_fields(lg, t, level, name, name_len, msg, msg_len, fields, nfields, &len);

@@ -176,6 +176,21 @@ describe("core logger", function()
       assert.is_false(lg:info("n", "m", { bad = print }))
     end)
 
+    it("are read by lg:log only as far as the format writes them", function()
+      -- a text format without %(monitor)s writes none, one with it only that
+      -- one; lg:format (what captures use) reads them all
+      local plain = core.logger{ format = "%(message)s", file = dir .. "/p.log" }
+      assert.is_true(plain:info("n", "a", { bad = print }, { monitor = "m" }))
+      local mon = core.logger{ format = "%(monitor)s %(message)s", file = dir .. "/p.log" }
+      assert.is_true(mon:info("n", "b", { bad = print }, { monitor = "m" }))
+      assert.is_true(mon:info("n", "c", { monitor = "own", bad = print }, { monitor = "m" }))
+      assert.is_true(mon:info("n", "d", nil, { monitor = { x = 1 } }))
+      assert.equal("a\nm b\nown c\n- d\n", read_all(dir .. "/p.log"))
+      assert.has_error(function() mon:format("INFO", "n", "e", 0, { bad = print }) end)
+      local lg = core.logger{ format = "json", file = dir .. "/j.log" }
+      assert.has_error(function() lg:info("n", "f", { bad = print }) end)
+    end)
+
     it("show in text formats only as %(monitor)s, - without it", function()
       local lg = core.logger{ format = "[%(monitor)s|%(monitor)-8s|%(monitor)8s] %(message)s" }
       assert.equal("[example|example | example] m\n",

@@ -127,7 +127,7 @@ describe("monitors", function()
       assert.equal(kind, r.kind)
       local err = r.reason
       assert.truthy(err:find("^" .. kind .. ": "), err)
-      assert.equal(url, r.url)
+      assert.equal(url, cap[1].fields.url) -- the logger's field; the result names the monitor
       assert.equal(1, #cap)
       assert.equal("WARNING", cap[1].level)
       assert.matches(record_pattern(table.concat({

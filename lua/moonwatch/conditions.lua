@@ -24,7 +24,7 @@ M.KEYS = { "status", "max_response_ms", "body_size", "cert_valid_days", "header"
 local KNOWN = {}
 for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
 
-local find, format, floor = string.find, string.format, math.floor
+local find, format, floor, mtype = string.find, string.format, math.floor, math.type
 
 -- Judges that read the certificate; weak, and only those are in it.
 local cert_judges = setmetatable({}, { __mode = "k" })
@@ -131,9 +131,17 @@ local function compile_status(v)
   local lo, hi, shown = {}, {}, {}
   for i, item in ipairs(items) do lo[i], hi[i], shown[i] = status_item(item) end
   local n, expected = #lo, either(shown)
+  if n == 1 then -- the common case, the default among them: no loop
+    local l, h = lo[1], hi[1]
+    return function(r)
+      local s = r.status
+      if mtype(s) == "integer" and s >= l and s <= h then return nil end
+      return format("status %s, expected %s", show(s), expected)
+    end
+  end
   return function(r)
     local s = r.status
-    if math.type(s) == "integer" then
+    if mtype(s) == "integer" then
       for i = 1, n do
         if s >= lo[i] and s <= hi[i] then return nil end
       end
@@ -741,12 +749,22 @@ function M.compile(expect, where)
     end
   end
   local n = #checks
-  local function judge(response)
-    for i = 1, n do
-      local why = checks[i](response)
+  local judge
+  if n == 1 then
+    local only = checks[1]
+    judge = function(response)
+      local why = only(response)
       if why then return false, why end
+      return true
     end
-    return true
+  else
+    judge = function(response)
+      for i = 1, n do
+        local why = checks[i](response)
+        if why then return false, why end
+      end
+      return true
+    end
   end
   if expect.cert_valid_days ~= nil then cert_judges[judge] = true end
   return judge

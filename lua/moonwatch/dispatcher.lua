@@ -29,8 +29,11 @@ Dispatcher.__index = Dispatcher
 
 local now, time = core.now, core.time
 
---- Hands a result to every consumer.
-local function consume(self, monitor, r)
+--- Completes a result (monitor, duration, at) and hands it to every consumer.
+local function complete(self, monitor, name, r, started)
+  if r.monitor == nil then r.monitor = name end
+  if r.duration == nil then r.duration = now() - started end
+  if r.at == nil then r.at = time() end
   local consumers = self.consumers
   for i = 1, #consumers do
     local c = consumers[i]
@@ -40,13 +43,6 @@ local function consume(self, monitor, r)
         tostring(r.monitor), tostring(err))
     end
   end
-end
-
-local function complete(self, monitor, name, r, started)
-  if r.monitor == nil then r.monitor = name end
-  if r.duration == nil then r.duration = now() - started end
-  if r.at == nil then r.at = time() end
-  consume(self, monitor, r)
   return r
 end
 
@@ -57,9 +53,16 @@ end
 local Check = {}
 Check.__index = Check
 
+-- A check's returns as a result; a result (the common case) as it is.
+local function result_of(...)
+  local r = ...
+  if type(r) == "table" and type(r.up) == "boolean" then return r end
+  return result.of(...) -- nothing returned stays nothing: up
+end
+
 function Check:check()
   local m, started = self.monitor, now()
-  local r = complete(self.dispatcher, m, self.name, result.of(m:check()), started)
+  local r = complete(self.dispatcher, m, self.name, result_of(m:check()), started)
   return r.up
 end
 

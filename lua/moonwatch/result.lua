@@ -6,8 +6,8 @@
 ---       monitor = "example", at = <Unix time>, duration = <seconds>,
 ---       ... }                                     -- measurements
 ---
---- HttpMonitor's results also carry method, url, status, size, timings
---- (the phase times) and the response. A monitor written in Lua may return a
+--- HttpMonitor's results also carry status, size and timings (the phase
+--- times). A monitor written in Lua may return a
 --- result, or, as before, a true value (up) or `nil, reason` (down); nothing
 --- at all is up; a check that raises is down with the reason "error: ...".
 local M = {}

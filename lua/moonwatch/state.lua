@@ -37,6 +37,9 @@ M.SUCCESS_THRESHOLD = 1
 ---@field checks integer results so far
 ---@field ups integer
 ---@field downs integer
+---@field failure_threshold integer  down results in a row before DOWN (the monitor's,
+---                                   else the State's)
+---@field success_threshold integer  up results in a row before UP again
 
 ---@class moonwatch.State
 local State = {}
@@ -85,11 +88,15 @@ local function name_of(monitor, result)
   return tostring(result.monitor or monitor.name or "?")
 end
 
-local function entry_for(self, name, now)
+-- Thresholds are read once, when the monitor is first seen: a monitor
+-- checks its own when it is built.
+local function entry_for(self, name, now, monitor)
   local e = self.by_name[name]
   if not e then
     e = { name = name, state = "PENDING", since = now, consecutive = 0, checks = 0,
-          ups = 0, downs = 0 }
+          ups = 0, downs = 0,
+          failure_threshold = monitor.failure_threshold or self.failure_threshold,
+          success_threshold = monitor.success_threshold or self.success_threshold }
     self.by_name[name] = e
     self.order[#self.order + 1] = name
   end
@@ -104,7 +111,7 @@ function M.is_state(x) return getmetatable(x) == State end
 --- Registers a monitor before its first result: it is PENDING.
 ---@param monitor table
 function State:on_monitor(monitor, name)
-  entry_for(self, tostring(name or monitor.name or "?"), self.clock())
+  entry_for(self, tostring(name or monitor.name or "?"), self.clock(), monitor)
 end
 
 --- Takes one result of `monitor`; returns its state entry.
@@ -113,9 +120,12 @@ end
 ---@return moonwatch.MonitorState
 function State:on_result(monitor, result)
   local now = result.at or self.clock()
-  local e = entry_for(self, name_of(monitor, result), now)
+  local name = result.monitor
+  local e = type(name) == "string" and self.by_name[name]
+    or entry_for(self, name_of(monitor, result), now, monitor)
   local up = result.up == true
-  if e.last and (e.last.up == true) == up then
+  local last = e.last
+  if last and (last.up == true) == up then
     e.consecutive = e.consecutive + 1
   else
     e.consecutive = 1
@@ -124,10 +134,10 @@ function State:on_result(monitor, result)
   e.last = result
   if up then
     e.ups = e.ups + 1
-    local need = monitor.success_threshold or self.success_threshold
-    if e.state == "PENDING" then -- a monitor that starts well is no news
+    local state = e.state
+    if state == "PENDING" then -- a monitor that starts well is no news
       e.state, e.since, e.reason = "UP", now, nil
-    elseif e.state == "DOWN" and e.consecutive >= need then
+    elseif state == "DOWN" and e.consecutive >= e.success_threshold then
       local was = now - e.since
       e.state, e.since = "UP", now
       self.logger:info_with({ monitor = e.name, state = "UP", down_for = was },
@@ -136,8 +146,7 @@ function State:on_result(monitor, result)
   else
     e.downs = e.downs + 1
     e.reason = result.reason
-    local need = monitor.failure_threshold or self.failure_threshold
-    if e.state ~= "DOWN" and e.consecutive >= need then
+    if e.state ~= "DOWN" and e.consecutive >= e.failure_threshold then
       e.state, e.since = "DOWN", now
       local reason = tostring(result.reason)
       self.logger:warning_with({ monitor = e.name, state = "DOWN", reason = reason,
