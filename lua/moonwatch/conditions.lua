@@ -715,7 +715,10 @@ local COMPILERS = {
 ---@param where? string
 ---@return (fun(response: table): boolean, string?)|nil judge
 ---@return string? error
+local default_judge -- expect = nil: one judge for every monitor
+
 function M.compile(expect, where)
+  if expect == nil and default_judge then return default_judge end
   local prefix = where and (where .. ".expect") or "expect"
   if type(expect) == "function" then expect = { check = expect } end
   if expect == nil then expect = {} end
@@ -767,6 +770,7 @@ function M.compile(expect, where)
     end
   end
   if expect.cert_valid_days ~= nil then cert_judges[judge] = true end
+  if n == 1 and checks[1] == DEFAULT_STATUS then default_judge = judge end
   return judge
 end
 

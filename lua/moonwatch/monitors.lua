@@ -76,7 +76,8 @@ local function bad_budget(budget)
 end
 
 --- Checks `check_every` (and `cpu_budget`) and builds the instance fields.
----@param kwargs {check_every: number, name?: string, cpu_budget?: number}
+--- `log_fields` are the static fields of its records (default: `monitor`).
+---@param kwargs {check_every: number, name?: string, cpu_budget?: number, log_fields?: table}
 function Monitor:new(kwargs)
   if type(kwargs) ~= "table" then fail("%s: expected a table of options", self.__name) end
   local every = kwargs.check_every
@@ -91,7 +92,7 @@ function Monitor:new(kwargs)
     name = name,
     interval = every,
     cpu_budget = budget,
-    logger = log.get(self.__name, { monitor = name }),
+    logger = log.get(self.__name, kwargs.log_fields or { monitor = name }),
   }, self)
 end
 
@@ -113,10 +114,8 @@ M.round3 = round3
 
 ---@class moonwatch.HttpMonitor: moonwatch.Monitor
 ---@field http_client moonwatch.http.Client
----@field method string
----@field url string
----@field timeout number
----@field request table  the options sent on every check
+---@field request table  the options sent on every check (method, url, timeout, ...)
+---@field judge fun(response: table): boolean, string?  its conditions
 local HttpMonitor = Monitor:extend("HttpMonitor")
 M.HttpMonitor = HttpMonitor
 
@@ -184,15 +183,14 @@ function HttpMonitor:new(kwargs)
   end
   local name = kwargs.name or o.name or (path and path:match("[^.]+$")) or o.url
   self = Monitor.new(self, { check_every = o.check_every, name = name,
-                             cpu_budget = o.cpu_budget })
-  self.logger = log.get(self.__name, { monitor = name, method = method, url = o.url })
+                             cpu_budget = o.cpu_budget,
+                             log_fields = { monitor = name, method = method, url = o.url } })
   self.failure_threshold = threshold(o, "failure_threshold", where)
   self.success_threshold = threshold(o, "success_threshold", where)
   local judge, bad = conditions.compile(o.expect, where .. ".expect")
   if not judge then error(bad, 0) end
   self.judge = judge
   self.http_client = kwargs.http_client
-  self.method, self.url, self.timeout = method, o.url, o.timeout
   local request = { method = method, url = o.url, timeout = o.timeout,
                     follow_redirects = true, max_redirects = M.DEFAULT_MAX_REDIRECTS }
   for _, k in ipairs(REQUEST_KEYS) do
@@ -210,14 +208,9 @@ function HttpMonitor:new(kwargs)
   end
   if not checked then fail("%s: %s", where, tostring(why)) end
   self.request = request
-  -- The records' text, built once: the method and URL never change.
-  local head = (method .. " " .. o.url):gsub("%%", "%%%%")
-  self.record_up = "Check\n    " .. head .. "\n    response code: %s\n    content length: %s\n"
-    .. "    request took: %s seconds"
-  self.record_down = "Check failed\n    " .. head .. "\n    response code: %s\n    reason: %s\n"
-    .. "    request took: %s seconds"
-  self.record_error = "Check failed\n    " .. head .. "\n    error: %s\n"
-    .. "    request took: %s seconds"
+  -- The up record's text, built once: the method and URL never change.
+  self.record_up = "Check\n    " .. (method .. " " .. o.url):gsub("%%", "%%%%")
+    .. "\n    response code: %s\n    content length: %s\n    request took: %s seconds"
   return self
 end
 
@@ -243,12 +236,15 @@ function HttpMonitor:check()
       self.logger:info_with(r, self.record_up, resp.status, resp.size, took)
     else
       r.reason, r.kind = reason, "condition"
-      self.logger:warning_with(r, self.record_down, resp.status, reason, took)
+      self.logger:warning_with(r, "Check failed\n    %s %s\n    response code: %s\n"
+        .. "    reason: %s\n    request took: %s seconds", self.request.method,
+        self.request.url, resp.status, reason, took)
     end
     return r
   end
   local r = result.down(tostring(err), kind, { monitor = self.name, duration = duration })
-  self.logger:warning_with(r, self.record_error, r.reason, took)
+  self.logger:warning_with(r, "Check failed\n    %s %s\n    error: %s\n"
+    .. "    request took: %s seconds", self.request.method, self.request.url, r.reason, took)
   return r
 end
 

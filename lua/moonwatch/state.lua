@@ -33,13 +33,9 @@ M.SUCCESS_THRESHOLD = 1
 ---@field since number   Unix time of the last change (of the first result while PENDING)
 ---@field consecutive integer  results in a row alike (up or down), the last included
 ---@field reason string? the last down result's reason
----@field last table?    the last result
+---@field up boolean?     whether the last result was up (nil before the first)
+---@field at number?      Unix time of the last result
 ---@field checks integer results so far
----@field ups integer
----@field downs integer
----@field failure_threshold integer  down results in a row before DOWN (the monitor's,
----                                   else the State's)
----@field success_threshold integer  up results in a row before UP again
 
 ---@class moonwatch.State
 local State = {}
@@ -88,15 +84,12 @@ local function name_of(monitor, result)
   return tostring(result.monitor or monitor.name or "?")
 end
 
--- Thresholds are read once, when the monitor is first seen: a monitor
--- checks its own when it is built.
-local function entry_for(self, name, now, monitor)
+-- An entry has 8 fields (reason, up and at come with the first result):
+-- Lua gives such a table 8 slots, and there is one per monitor.
+local function entry_for(self, name, now)
   local e = self.by_name[name]
   if not e then
-    e = { name = name, state = "PENDING", since = now, consecutive = 0, checks = 0,
-          ups = 0, downs = 0,
-          failure_threshold = monitor.failure_threshold or self.failure_threshold,
-          success_threshold = monitor.success_threshold or self.success_threshold }
+    e = { name = name, state = "PENDING", since = now, consecutive = 0, checks = 0 }
     self.by_name[name] = e
     self.order[#self.order + 1] = name
   end
@@ -111,7 +104,7 @@ function M.is_state(x) return getmetatable(x) == State end
 --- Registers a monitor before its first result: it is PENDING.
 ---@param monitor table
 function State:on_monitor(monitor, name)
-  entry_for(self, tostring(name or monitor.name or "?"), self.clock(), monitor)
+  entry_for(self, tostring(name or monitor.name or "?"), self.clock())
 end
 
 --- Takes one result of `monitor`; returns its state entry.
@@ -122,31 +115,33 @@ function State:on_result(monitor, result)
   local now = result.at or self.clock()
   local name = result.monitor
   local e = type(name) == "string" and self.by_name[name]
-    or entry_for(self, name_of(monitor, result), now, monitor)
+    or entry_for(self, name_of(monitor, result), now)
   local up = result.up == true
-  local last = e.last
-  if last and (last.up == true) == up then
+  if e.up == up then
     e.consecutive = e.consecutive + 1
   else
     e.consecutive = 1
   end
   e.checks = e.checks + 1
-  e.last = result
+  -- Facts, not the result: a result kept for a whole interval outlives the
+  -- young generation, and 10,000 of them made every collection a major one.
+  e.up, e.at = up, now
+  -- The thresholds are looked up only when the state may change.
+  local state = e.state
   if up then
-    e.ups = e.ups + 1
-    local state = e.state
     if state == "PENDING" then -- a monitor that starts well is no news
       e.state, e.since, e.reason = "UP", now, nil
-    elseif state == "DOWN" and e.consecutive >= e.success_threshold then
+    elseif state == "DOWN"
+      and e.consecutive >= (monitor.success_threshold or self.success_threshold) then
       local was = now - e.since
       e.state, e.since = "UP", now
       self.logger:info_with({ monitor = e.name, state = "UP", down_for = was },
         "%s is UP again after %s down", e.name, M.duration(was))
     end
   else
-    e.downs = e.downs + 1
     e.reason = result.reason
-    if e.state ~= "DOWN" and e.consecutive >= e.failure_threshold then
+    if state ~= "DOWN"
+      and e.consecutive >= (monitor.failure_threshold or self.failure_threshold) then
       e.state, e.since = "DOWN", now
       local reason = tostring(result.reason)
       self.logger:warning_with({ monitor = e.name, state = "DOWN", reason = reason,
