@@ -2,6 +2,7 @@
 -- configs, settings from --set and the environment. Runs the real
 -- executable (MOONWATCH_BIN, else build/moonwatch) against the local fixture.
 local fixture = require("support.fixture")
+local texts = require("support.text")
 
 local BIN = os.getenv("MOONWATCH_BIN") or "build/moonwatch"
 local CONFIGS = "spec/fixtures/configs/"
@@ -42,15 +43,7 @@ local function records_pattern(template)
   return "^" .. p .. "$"
 end
 
-local function has(haystack, needle)
-  assert(haystack:find(needle, 1, true),
-    string.format("expected to find\n%s\nin\n%s", needle, haystack))
-end
-
-local function has_not(haystack, needle)
-  assert(not haystack:find(needle, 1, true),
-    string.format("expected not to find\n%s\nin\n%s", needle, haystack))
-end
+local has, has_not = texts.has, texts.has_not
 
 describe("moonwatch command", function()
   local srv, env

@@ -6,6 +6,7 @@
 -- daemon, from other working directories. Then moonwatch.testing, the specs'
 -- replacement for dofile("monitors.lua"), in this process.
 local fixture = require("support.fixture")
+local texts = require("support.text")
 local daemon = require("support.daemon")
 
 local q = fixture.shell_quote
@@ -46,15 +47,7 @@ local function moonwatch(args, opts)
   return result
 end
 
-local function has(haystack, needle)
-  assert(haystack:find(needle, 1, true),
-    string.format("expected to find\n%s\nin\n%s", needle, haystack))
-end
-
-local function has_not(haystack, needle)
-  assert(not haystack:find(needle, 1, true),
-    string.format("expected not to find\n%s\nin\n%s", needle, haystack))
-end
+local has, has_not = texts.has, texts.has_not
 
 -- The project's files. The monitor checks the fixture's /api/data, a JSON
 -- API behind a bearer token.
