@@ -197,7 +197,27 @@ describe("monitors", function()
       assert.truthy(cap[1].message:find("response code: 204", 1, true))
     end)
 
+    it("follows redirects by default: a redirect loop is down, too_many_redirects", function()
+      local cap, r = check(monitor(mw.http.Client(), { url = srv:url("/loop") }))
+      assert.is_false(r.up)
+      assert.equal("too_many_redirects", r.kind)
+      assert.matches("^too_many_redirects: ", r.reason)
+      assert.equal("WARNING", cap[1].level)
+      local _, ok = check(monitor(mw.http.Client(), { url = srv:url("/redirect/3") }))
+      assert.is_true(ok.up)
+      assert.equal(200, ok.status)
+    end)
+
     describe("refuses bad options", function()
+      it("an unknown option, naming the closest known one", function()
+        assert.equal("options: unknown option 'methd' (did you mean 'method'?)",
+          build_error{ url = "http://x.test", methd = "HEAD" })
+        assert.equal("options: unknown option 'folow_redirects' (did you mean "
+          .. "'follow_redirects'?)", build_error{ url = "http://x.test", folow_redirects = true })
+        assert.equal("options: unknown option 'zzzzzzzz'",
+          build_error{ url = "http://x.test", zzzzzzzz = 1 })
+      end)
+
       it("url not a string", function()
         assert.equal("options.url must be an http:// or https:// URL string, got 42",
           build_error{ url = 42 })
