@@ -20,8 +20,13 @@
 #include "tick_heap.h"
 
 #define DISPATCHER_MT "moonwatch.dispatcher"
-#define LATE_BUCKETS 2000 /* 0.05 ms each, up to 100 ms */
+/* Lateness histogram: 0.05 ms steps up to 100 ms, then 1 ms steps up to
+ * 10 s, so an overloaded loop still shows its quantiles (not its max). */
+#define LATE_FINE 2000
 #define LATE_STEP_MS 0.05
+#define LATE_FINE_MS (LATE_FINE * LATE_STEP_MS)
+#define LATE_COARSE 9900
+#define LATE_BUCKETS (LATE_FINE + LATE_COARSE)
 /* Checks started in one loop turn at most. After a stall, the ticks that
  * came due meanwhile start over several turns: started all at once they
  * each needed a new connection (none was free yet), which slowed the next
@@ -78,7 +83,8 @@ static void late_record(mw_dispatcher *d, double ms) {
     ms = 0;
   if (ms > d->late_max)
     d->late_max = ms;
-  size_t b = (size_t)(ms / LATE_STEP_MS);
+  size_t b =
+      ms < LATE_FINE_MS ? (size_t)(ms / LATE_STEP_MS) : LATE_FINE + (size_t)(ms - LATE_FINE_MS);
   if (b < LATE_BUCKETS)
     d->late[b]++;
   else
@@ -96,7 +102,8 @@ static double late_quantile(const mw_dispatcher *d, double q) {
   for (size_t b = 0; b < LATE_BUCKETS; b++) {
     seen += d->late[b];
     if (seen > want) { /* the bucket's upper edge, but never past the max */
-      double edge = (double)(b + 1) * LATE_STEP_MS;
+      double edge = b < LATE_FINE ? (double)(b + 1) * LATE_STEP_MS
+                                  : LATE_FINE_MS + (double)(b - LATE_FINE + 1);
       return edge < d->late_max ? edge : d->late_max;
     }
   }
