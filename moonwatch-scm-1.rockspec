@@ -82,7 +82,6 @@ build = {
     ["moonwatch.config.tables"] = "lua/moonwatch/config/tables.lua",
     ["moonwatch.container"] = "lua/moonwatch/container.lua",
     ["moonwatch.dispatcher"] = "lua/moonwatch/dispatcher.lua",
-    ["moonwatch.conditions"] = "lua/moonwatch/conditions.lua",
     ["moonwatch.result"] = "lua/moonwatch/result.lua",
     ["moonwatch.state"] = "lua/moonwatch/state.lua",
     ["moonwatch.suggest"] = "lua/moonwatch/suggest.lua",
