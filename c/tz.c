@@ -69,8 +69,7 @@ static bool is_tzif(const char *path) {
   struct stat st;
   char magic[4];
   bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-            read(fd, magic, sizeof magic) == (ssize_t)sizeof magic &&
-            memcmp(magic, "TZif", 4) == 0;
+            read(fd, magic, sizeof magic) == (ssize_t)sizeof magic && memcmp(magic, "TZif", 4) == 0;
   close(fd);
   return ok;
 }
@@ -172,8 +171,8 @@ int tz_mktime(const struct tm *wall, const char *zone, time_t *out) {
   struct tm w = *wall;
   w.tm_isdst = 0;
   time_t naive = timegm(&w);
-  if (naive == (time_t)-1 && !(w.tm_year == 69 && w.tm_yday == 364 && w.tm_hour == 23 &&
-                               w.tm_min == 59 && w.tm_sec == 59))
+  if (naive == (time_t)-1 &&
+      !(w.tm_year == 69 && w.tm_yday == 364 && w.tm_hour == 23 && w.tm_min == 59 && w.tm_sec == 59))
     return MW_TZ_RANGE;
   if (is_utc(zone)) {
     *out = naive;

@@ -17,7 +17,7 @@
 #include "tz.h"
 #include "tz_lua.h"
 
-#define SHOWN_MAX 100    /* bytes of a zone name shown in a message */
+#define SHOWN_MAX 100      /* bytes of a zone name shown in a message */
 #define FIELD_MAX 10000000 /* |field|: keeps tm's ints and time_t far from overflow */
 
 static int push_failure(lua_State *L, int rc, const char *zone) {
