@@ -43,7 +43,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libuv1 libcurl4 libc-ares2 libpcre2-8-0 libssl3 liblua5.4-0 lua-cjson \
-      ca-certificates \
+      ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system moonwatch \
  && useradd --system --gid moonwatch --home-dir /nonexistent --no-create-home \

@@ -17,6 +17,7 @@
 #include "signals.h"
 #include "sleep.h"
 #include "task.h"
+#include "tz_lua.h"
 
 #ifndef MOONWATCH_VERSION
 #define MOONWATCH_VERSION "dev"
@@ -80,6 +81,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   signals_register(L);
   log_lua_register(L);
   regex_lua_register(L);
+  tz_lua_register(L);
   lua_pushcfunction(L, l_environ);
   lua_setfield(L, -2, "environ");
   lua_pushliteral(L, MOONWATCH_VERSION);

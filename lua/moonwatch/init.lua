@@ -5,6 +5,7 @@
 ---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
 ---     mw.Dispatcher                   -- runs monitors at their interval
 ---     mw.State, mw.result             -- each monitor's state, check results
+---     mw.maintenance                  -- maintenance windows
 ---     mw.core                         -- the C core (tasks, sleep, run...)
 ---     mw.testing                      -- for specs: testing.load("monitors.lua")
 ---
@@ -18,6 +19,7 @@ local lazy = {
   Dispatcher = "moonwatch.dispatcher",
   State = "moonwatch.state",
   result = "moonwatch.result",
+  maintenance = "moonwatch.maintenance",
   core = "moonwatch.core",
   cli = "moonwatch.cli",
   testing = "moonwatch.testing",
@@ -32,6 +34,7 @@ local lazy = {
 ---@field Dispatcher moonwatch.Dispatcher
 ---@field State table
 ---@field result table
+---@field maintenance table
 ---@field core table
 ---@field testing moonwatch.testing
 local M = { version = "0.1.0" }

@@ -67,11 +67,11 @@ function M.string(v, source)
   return nil, "expected a string, " .. got(v, source, SCALARS)
 end
 
-local units = { ms = 0.001, s = 1, m = 60, h = 3600 }
+local units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400 }
 
 --- Durations in seconds: a number (seconds) or a string of one or more
---- `<number><unit>` parts, unit one of ms, s, m, h (`5s`, `250ms`, `1m30s`);
---- a bare numeral means seconds. Never negative.
+--- `<number><unit>` parts, unit one of ms, s, m, h, d (`5s`, `250ms`, `1m30s`,
+--- `1d`); a bare numeral means seconds. Never negative.
 ---@return number|nil, string?
 function M.duration(v, source)
   local bad = "expected a duration such as 5s, 250ms or 1m30s, " .. got(v, source, SCALARS)
