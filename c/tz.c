@@ -4,9 +4,11 @@
  * to the zone's file, calls tzset, converts with localtime_r, then puts TZ
  * back as it was (or unsets it) and calls tzset again, all before it
  * returns. That is safe here because the environment and the zone state are
- * touched only by the loop's thread: the watchdog's sampler thread reads
+ * written only by the loop's thread: the watchdog's sampler thread reads
  * clocks and sends a signal, nothing else; curl is handed c-ares's addresses,
- * so it starts no resolver thread; libuv's thread pool is not used. The
+ * so it starts no resolver thread; and threads that may read the environment
+ * (libuv's pool) see TZ's entry replaced in place, never added or removed,
+ * once tz_init has run (glibc keeps the strings setenv replaced). The
  * logger (log.c) calls localtime_r on the loop's thread too, so never in the
  * middle of a swap, and what it caches is the text of one second in the
  * process's zone, which is the zone again by the time it runs. */
@@ -89,6 +91,13 @@ static bool zone_value(const char *zone, char *value) {
     return false;
   memcpy(known_zone, zone, len + 1);
   return true;
+}
+
+void tz_init(void) {
+  if (!getenv("TZ")) {
+    setenv("TZ", ":/etc/localtime", 1);
+    tzset();
+  }
 }
 
 typedef struct {

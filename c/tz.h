@@ -12,6 +12,13 @@
 #define MW_TZ_DIR "/usr/share/zoneinfo"
 #define MW_TZ_NAME_MAX 255
 
+/* Makes TZ set for good (":/etc/localtime", what an unset TZ means, when it
+ * is unset), so that later swaps only replace its value and never add or
+ * remove an environment entry: threads of libuv's pool (SQLite, curl's
+ * SMTP) may read the environment meanwhile. Call before any such thread
+ * starts; idempotent. */
+void tz_init(void);
+
 /* What tz_localtime and tz_mktime return. */
 #define MW_TZ_OK 0
 #define MW_TZ_UNKNOWN (-1) /* no such zone, or a name that is not a zone's */

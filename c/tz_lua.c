@@ -108,6 +108,7 @@ static int l_tz_mktime(lua_State *L) {
 }
 
 void tz_lua_register(lua_State *L) {
+  tz_init(); /* at load, before any pool thread */
   lua_pushcfunction(L, l_tz_localtime);
   lua_setfield(L, -2, "tz_localtime");
   lua_pushcfunction(L, l_tz_mktime);
