@@ -8,8 +8,12 @@ local LAYERS = {
   ["log.c"] = 0, ["dns_cache.c"] = 0, ["tick_heap.c"] = 0, ["watchdog.c"] = 0,
   -- L0 too: wrappers of one library each (PCRE2, OpenSSL)
   ["regex.c"] = 0, ["cert.c"] = 0,
+  -- L0 too: SQLite, called from the thread pool only (no loop, no Lua)
+  ["store.c"] = 0,
   -- L1: the loop
   ["loop.c"] = 1,
+  -- L1 too: a serial queue of work on libuv's thread pool
+  ["workq.c"] = 1,
   -- L2: tasks
   ["task.c"] = 2,
   -- L3: transports
@@ -17,6 +21,7 @@ local LAYERS = {
   -- L4: users of the transports, and the Lua bindings
   ["request.c"] = 4, ["request_lua.c"] = 4, ["sleep.c"] = 4, ["signals.c"] = 4,
   ["dispatch.c"] = 4, ["log_lua.c"] = 4, ["regex_lua.c"] = 4,
+  ["store_lua.c"] = 4,
   -- L5: the module and the executable
   ["core.c"] = 5, ["main.c"] = 5,
 }
