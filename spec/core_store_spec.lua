@@ -277,11 +277,15 @@ describe("a store", function()
       assert(s:exec("CREATE TABLE t(i)"))
       local tasks = {}
       for i = 1, 20 do
-        tasks[i] = core.spawn(function() assert.equals(1, s:exec("INSERT INTO t VALUES (?)", i)) end)
+        tasks[i] = core.spawn(function()
+          assert.equals(1, s:exec("INSERT INTO t VALUES (?)", i))
+        end)
       end
       for _, t in ipairs(tasks) do assert.is_true((until_final(t))) end
       local order = {}
-      for _, row in ipairs(s:query("SELECT i FROM t ORDER BY rowid")) do order[#order + 1] = row.i end
+      for _, row in ipairs(s:query("SELECT i FROM t ORDER BY rowid")) do
+        order[#order + 1] = row.i
+      end
       assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 }, order)
     end)
   end)

@@ -177,7 +177,7 @@ function Store:delivered(id, monitor, notifier, state, at)
     { "DELETE FROM outbox WHERE id = ?", id },
     { [[INSERT INTO alert_sent(monitor, notifier, state, at) VALUES (?, ?, ?, ?)
       ON CONFLICT(monitor, notifier) DO UPDATE SET state = excluded.state, at = excluded.at]],
-      monitor, notifier, state, at },
+      monitor, notifier, state, at, n = 5 },
   })
 end
 
