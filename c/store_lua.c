@@ -269,6 +269,8 @@ static const char *stmt_build(lua_State *L, int sql_idx, int first, int n, int f
   const char *sql = lua_tolstring(L, sql_idx, &len);
   if (len > MW_STORE_SQL_MAX)
     return "the statement is longer than 65536 bytes";
+  if (strlen(sql) != len) /* SQLite would stop reading there */
+    return "the statement holds a NUL byte";
   if (n > MW_STORE_PARAMS_MAX)
     return "a statement takes at most 999 parameters";
   st->sql = malloc(len + 1);

@@ -224,6 +224,7 @@ describe("a store", function()
       assert.is_nil(n)
       assert.matches("the statement has 2 parameter%(s%), 1 given %(in: SELECT %?, %?%)$", err)
       assert.matches("no statement", select(2, s:exec("-- nothing")))
+      assert.matches("the statement holds a NUL byte$", select(2, s:exec("SELECT 1\0DROP")))
       local long = "SELECT 1 -- " .. string.rep("x", 100) .. "\n"
       assert.matches("%(in: SELECT 1 %-%- x+%.%.%.%)$", select(2, s:exec(long .. ";;x")))
       -- the store carries on after errors
