@@ -15,7 +15,34 @@
 struct mw_store {
   sqlite3 *db;
   char *path;
+  int timeout_ms;
+  uint64_t deadline_ns; /* of the running call; 0: none */
 };
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* SQLite calls it every few thousand instructions: a long statement ends
+ * with SQLITE_INTERRUPT at its deadline instead of holding the store. */
+static int on_progress(void *data) {
+  mw_store *s = data;
+  return s->deadline_ns && now_ns() > s->deadline_ns;
+}
+
+static void deadline_start(mw_store *s) {
+  s->deadline_ns = now_ns() + (uint64_t)s->timeout_ms * 1000000u;
+}
+
+/* SQLite's message for the last error, or the timeout's. */
+static const char *step_message(mw_store *s, char *buf, size_t size) {
+  if (sqlite3_errcode(s->db) != SQLITE_INTERRUPT)
+    return sqlite3_errmsg(s->db);
+  snprintf(buf, size, "interrupted at the store's timeout (%g s)", s->timeout_ms / 1000.0);
+  return buf;
+}
 
 static char *format(const char *fmt, ...) {
   va_list ap;
@@ -62,7 +89,8 @@ static int pragma(sqlite3 *db, const char *sql, char *first, size_t first_size) 
 
 /* Opens and checks: 0 when fine, 1 when the file is not a sound database
  * (*why says how), -1 on another error (*error is set). */
-static int db_open(const char *path, sqlite3 **out, char *why, size_t why_size, char **error) {
+static int db_open(const char *path, int timeout_ms, sqlite3 **out, char *why, size_t why_size,
+                   char **error) {
   sqlite3 *db = NULL;
   *out = NULL;
   int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
@@ -71,7 +99,7 @@ static int db_open(const char *path, sqlite3 **out, char *why, size_t why_size, 
     sqlite3_close(db);
     return -1;
   }
-  sqlite3_busy_timeout(db, MW_STORE_BUSY_MS);
+  sqlite3_busy_timeout(db, timeout_ms);
   char first[200];
   rc = pragma(db, "PRAGMA quick_check", first, sizeof first);
   if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT || (rc == SQLITE_OK && strcmp(first, "ok"))) {
@@ -126,12 +154,12 @@ static char *quarantine(const char *path, char **error) {
   return to;
 }
 
-mw_store *store_open(const char *path, char **error, char **notice) {
+mw_store *store_open(const char *path, int timeout_ms, char **error, char **notice) {
   *error = NULL;
   *notice = NULL;
   char why[200];
   sqlite3 *db = NULL;
-  int rc = db_open(path, &db, why, sizeof why, error);
+  int rc = db_open(path, timeout_ms, &db, why, sizeof why, error);
   if (rc == 1) {
     struct stat sb;
     /* Only a regular file is ours to move; never a device or a link. */
@@ -142,7 +170,7 @@ mw_store *store_open(const char *path, char **error, char **notice) {
     char *to = quarantine(path, error);
     if (!to)
       return NULL;
-    rc = db_open(path, &db, why, sizeof why, error);
+    rc = db_open(path, timeout_ms, &db, why, sizeof why, error);
     if (rc == 0)
       *notice = format("store %s: the file was not a sound database (%s); it was moved to %s "
                        "and a fresh database started",
@@ -163,6 +191,8 @@ mw_store *store_open(const char *path, char **error, char **notice) {
     return NULL;
   }
   s->db = db;
+  s->timeout_ms = timeout_ms;
+  sqlite3_progress_handler(db, 1000, on_progress, s);
   return s;
 }
 
@@ -329,8 +359,9 @@ static int run(mw_store *s, const mw_store_stmt *st, mw_store_rows *rows, int64_
   while (!fail && (rc = sqlite3_step(ps)) == SQLITE_ROW)
     if (rows && rows->ncols)
       fail = row_add(ps, rows);
+  char buf[100];
   if (!fail && rc != SQLITE_DONE)
-    *error = stmt_error(s, st, sqlite3_errmsg(s->db));
+    *error = stmt_error(s, st, step_message(s, buf, sizeof buf));
   else if (fail)
     *error = stmt_error(s, st, fail);
   sqlite3_finalize(ps);
@@ -346,7 +377,10 @@ static int run(mw_store *s, const mw_store_stmt *st, mw_store_rows *rows, int64_
 
 int store_run(mw_store *s, const mw_store_stmt *st, mw_store_rows *rows, int64_t *changes,
               char **error) {
-  if (run(s, st, rows, changes, error) == 0)
+  deadline_start(s);
+  int rc = run(s, st, rows, changes, error);
+  s->deadline_ns = 0;
+  if (rc == 0)
     return 0;
   char *msg = *error;
   *error = format("store %s: %s", s->path, msg ? msg : "out of memory");
@@ -357,7 +391,9 @@ int store_run(mw_store *s, const mw_store_stmt *st, mw_store_rows *rows, int64_t
 int store_transaction(mw_store *s, const mw_store_stmt *list, int n, char **error) {
   *error = NULL;
   char *msg = NULL;
+  deadline_start(s);
   if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
+    s->deadline_ns = 0;
     *error = format("store %s: cannot begin a transaction: %s", s->path, msg ? msg : "?");
     sqlite3_free(msg);
     return -1;
@@ -365,6 +401,7 @@ int store_transaction(mw_store *s, const mw_store_stmt *list, int n, char **erro
   for (int i = 0; i < n; i++) {
     char *err = NULL;
     if (run(s, &list[i], NULL, NULL, &err) != 0) {
+      s->deadline_ns = 0; /* the rollback is never interrupted */
       *error = format("store %s: statement %d of the transaction: %s", s->path, i + 1,
                       err ? err : "out of memory");
       free(err);
@@ -373,6 +410,7 @@ int store_transaction(mw_store *s, const mw_store_stmt *list, int n, char **erro
       return -1;
     }
   }
+  s->deadline_ns = 0; /* nor the commit of work done in time */
   if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
     *error = format("store %s: cannot commit: %s", s->path, msg ? msg : "?");
     sqlite3_free(msg);

@@ -16,8 +16,9 @@
 #define MW_STORE_ROWS_MAX 100000               /* rows of one query's result */
 #define MW_STORE_RESULT_MAX (64 * 1024 * 1024) /* bytes of strings in one result */
 #define MW_STORE_BATCH_MAX 10000               /* statements of one transaction */
-/* How long a statement waits for a lock another connection holds. */
-#define MW_STORE_BUSY_MS 5000
+/* The default timeout of a store: how long a statement (or a transaction)
+ * may run, lock waits included, before it is interrupted. */
+#define MW_STORE_TIMEOUT_MS 10000
 
 typedef struct mw_store mw_store;
 
@@ -60,8 +61,8 @@ typedef struct {
  * that is not a database or fails the check is moved aside to
  * <path>.corrupt-<unix time> and a fresh one is made; *notice then says so.
  * Returns NULL and sets *error when it cannot be opened. Messages are
- * malloc'ed and name the path. */
-mw_store *store_open(const char *path, char **error, char **notice);
+ * malloc'ed and name the path. timeout_ms bounds each later call. */
+mw_store *store_open(const char *path, int timeout_ms, char **error, char **notice);
 /* Runs one statement, keeping its rows in *rows when rows is not NULL.
  * Returns 0, or -1 with *error set. *changes: rows the statement changed. */
 int store_run(mw_store *db, const mw_store_stmt *st, mw_store_rows *rows, int64_t *changes,

@@ -40,6 +40,7 @@ struct conn {
   mw_loop *loop;
   mw_store *db; /* touched only by jobs, on the pool */
   char *path;
+  int timeout_ms;
   int closing; /* takes no more statements; its close job is queued */
   int jobs;    /* queued or running, the close job included */
   int has_ud;  /* a userdata points here */
@@ -77,7 +78,7 @@ static void job_work(mw_workq_job *w) {
   conn *c = j->c;
   switch (j->kind) {
   case JOB_OPEN:
-    c->db = store_open(c->path, &j->error, &j->notice);
+    c->db = store_open(c->path, c->timeout_ms, &j->error, &j->notice);
     j->rc = c->db ? 0 : -1;
     break;
   case JOB_EXEC:
@@ -458,12 +459,37 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.store_open(path) -> store [, notice] | nil, message */
+/* The options of core.store_open: { timeout = seconds }. */
+static int open_timeout_ms(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx))
+    return MW_STORE_TIMEOUT_MS;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "timeout") != 0)
+      luaL_error(L, "core.store_open: unknown option %s (the options are: timeout)",
+                 luaL_tolstring(L, -1, NULL));
+  }
+  int t = lua_getfield(L, idx, "timeout");
+  if (t == LUA_TNIL)
+    return MW_STORE_TIMEOUT_MS;
+  lua_Number s = lua_tonumber(L, -1);
+  if (t != LUA_TNUMBER || !(s >= 0.001 && s <= 86400))
+    luaL_error(L,
+               "core.store_open: timeout must be a number of seconds from 0.001 to 86400, got %s",
+               luaL_tolstring(L, -1, NULL));
+  lua_pop(L, 1);
+  return (int)(s * 1000);
+}
+
+/* core.store_open(path [, { timeout = seconds }]) -> store [, notice] | nil, message */
 static int l_store_open(lua_State *L) {
   size_t len = 0;
   const char *path = luaL_checklstring(L, 1, &len);
   if (len == 0 || strlen(path) != len)
     return luaL_error(L, "core.store_open: the path must be a file name (not empty, no NUL)");
+  int timeout_ms = open_timeout_ms(L, 2);
   mw_task *task = task_check_current(L, "core.store_open");
   conn *c = calloc(1, sizeof *c);
   job *j = NULL;
@@ -480,6 +506,7 @@ static int l_store_open(lua_State *L) {
     return 2;
   }
   c->loop = task->loop;
+  c->timeout_ms = timeout_ms;
   workq_init(&c->queue, &c->loop->uv);
   loop_at_close(c->loop, &c->closer, conn_on_loop_close, c);
   return job_submit(L, task, j);

@@ -86,6 +86,40 @@ describe("core.store_open", function()
     assert.matches("the path must be a file name", select(2, pcall(core.store_open, "a\0b")))
   end)
 
+  it("takes a timeout that interrupts a statement, or a transaction, running past it", function()
+    core.run(function()
+      local s = assert(core.store_open(dir .. "/t.db", { timeout = 0.05 }))
+      local rows, err = s:query(LONG)
+      assert.is_nil(rows)
+      assert.matches("^store .*/t.db: interrupted at the store's timeout %(0.05 s%) %(in: WITH ",
+        err)
+      assert(s:exec("CREATE TABLE t(a)"))
+      local ok
+      ok, err = s:transaction({ { "INSERT INTO t VALUES (1)" }, { LONG } })
+      assert.is_nil(ok)
+      assert.matches("statement 2 of the transaction: interrupted at the store's timeout", err)
+      assert.same({}, s:query("SELECT * FROM t"))
+      -- the next statement has its own time
+      assert.same({ { n = 1 } }, s:query("SELECT 1 AS n"))
+      s:close()
+    end)
+  end)
+
+  it("rejects bad options", function()
+    core.run(function()
+      local function open_err(options)
+        return select(2, pcall(core.store_open, dir .. "/o.db", options))
+      end
+      assert.matches("core.store_open: timeout must be a number of seconds from 0.001 to 86400, "
+        .. "got 0$", open_err({ timeout = 0 }))
+      assert.matches("got soon$", open_err({ timeout = "soon" }))
+      assert.matches("core.store_open: unknown option timeuot %(the options are: timeout%)$",
+        open_err({ timeuot = 1 }))
+      assert.matches("bad argument #2 to '.*store_open' %(table expected, got number%)",
+        open_err(5))
+    end)
+  end)
+
   it("a missing directory is nil and a message naming the path and the cause", function()
     core.run(function()
       local s, err = core.store_open(dir .. "/no/such/a.db")

@@ -43,7 +43,7 @@ static void test_values_round_trip(void **state) {
   char path[200];
   path_in(path, sizeof path, "values.db");
   char *error = NULL, *notice = NULL;
-  mw_store *db = store_open(path, &error, &notice);
+  mw_store *db = store_open(path, MW_STORE_TIMEOUT_MS, &error, &notice);
   assert_non_null(db);
   assert_null(error);
   assert_null(notice);
@@ -76,7 +76,7 @@ static void test_rows_are_capped(void **state) {
   char path[200];
   path_in(path, sizeof path, "cap.db");
   char *error = NULL, *notice = NULL;
-  mw_store *db = store_open(path, &error, &notice);
+  mw_store *db = store_open(path, MW_STORE_TIMEOUT_MS, &error, &notice);
   assert_non_null(db);
   mw_store_stmt st = stmt("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
                           "SELECT x FROM c",
@@ -109,7 +109,7 @@ static void test_corrupt_moved_aside_without_replacing(void **state) {
   write_garbage(first); /* as if moved aside a moment ago */
   write_garbage(path);
   char *error = NULL, *notice = NULL;
-  mw_store *db = store_open(path, &error, &notice);
+  mw_store *db = store_open(path, MW_STORE_TIMEOUT_MS, &error, &notice);
   assert_non_null(db);
   assert_null(error);
   assert_non_null(notice);
@@ -129,7 +129,7 @@ static void test_transaction_all_or_nothing(void **state) {
   char path[200];
   path_in(path, sizeof path, "tx.db");
   char *error = NULL, *notice = NULL;
-  mw_store *db = store_open(path, &error, &notice);
+  mw_store *db = store_open(path, MW_STORE_TIMEOUT_MS, &error, &notice);
   assert_non_null(db);
   mw_store_stmt list[3] = {stmt("CREATE TABLE t(a)", NULL, 0),
                            stmt("INSERT INTO t VALUES (1)", NULL, 0),

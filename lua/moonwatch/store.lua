@@ -58,12 +58,14 @@ local function migrate(db, path)
 end
 
 --- Opens (creating) the store at path and brings its schema up to date.
+--- options: { timeout = seconds } (core.store_open's; 10 s by default).
 --- Returns the store and, when the file was corrupt and started afresh, a
 --- message to log; or nil and a message naming the path.
 ---@param path string
+---@param options {timeout?: number}?
 ---@return moonwatch.Store?, string?
-function M.open(path)
-  local db, notice = core.store_open(path)
+function M.open(path, options)
+  local db, notice = core.store_open(path, options)
   if not db then return nil, notice end
   local ok, err = migrate(db, path)
   if not ok then
