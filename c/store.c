@@ -206,8 +206,7 @@ void store_close(mw_store *s) {
 
 /* A message with the statement's start (cut at SHOWN_MAX), which the caller
  * prefixes with the path. */
-static char *stmt_error(mw_store *s, const mw_store_stmt *st, const char *msg) {
-  (void)s;
+static char *stmt_error(const mw_store_stmt *st, const char *msg) {
   int shown = st->len > SHOWN_MAX ? SHOWN_MAX : (int)st->len;
   return format("%s (in: %.*s%s)", msg, shown, st->sql, st->len > SHOWN_MAX ? "..." : "");
 }
@@ -217,7 +216,7 @@ static int bind(mw_store *s, sqlite3_stmt *ps, const mw_store_stmt *st, char **e
   if (want != st->nparams) {
     char msg[100];
     snprintf(msg, sizeof msg, "the statement has %d parameter(s), %d given", want, st->nparams);
-    *error = stmt_error(s, st, msg);
+    *error = stmt_error(st, msg);
     return -1;
   }
   for (int i = 0; i < st->nparams; i++) {
@@ -238,7 +237,7 @@ static int bind(mw_store *s, sqlite3_stmt *ps, const mw_store_stmt *st, char **e
       break;
     }
     if (rc != SQLITE_OK) {
-      *error = stmt_error(s, st, sqlite3_errmsg(s->db));
+      *error = stmt_error(st, sqlite3_errmsg(s->db));
       return -1;
     }
   }
@@ -339,16 +338,16 @@ static int run(mw_store *s, const mw_store_stmt *st, mw_store_rows *rows, int64_
   const char *tail = NULL;
   int rc = sqlite3_prepare_v2(s->db, st->sql, (int)st->len, &ps, &tail);
   if (rc != SQLITE_OK) {
-    *error = stmt_error(s, st, sqlite3_errmsg(s->db));
+    *error = stmt_error(st, sqlite3_errmsg(s->db));
     return -1;
   }
   if (!ps) {
-    *error = stmt_error(s, st, "no statement");
+    *error = stmt_error(st, "no statement");
     return -1;
   }
   if (has_more(s, tail, st->len - (size_t)(tail - st->sql))) {
     sqlite3_finalize(ps);
-    *error = stmt_error(s, st, "one statement per call (a transaction takes several)");
+    *error = stmt_error(st, "one statement per call (a transaction takes several)");
     return -1;
   }
   if (bind(s, ps, st, error) != 0) {
@@ -361,9 +360,9 @@ static int run(mw_store *s, const mw_store_stmt *st, mw_store_rows *rows, int64_
       fail = row_add(ps, rows);
   char buf[100];
   if (!fail && rc != SQLITE_DONE)
-    *error = stmt_error(s, st, step_message(s, buf, sizeof buf));
+    *error = stmt_error(st, step_message(s, buf, sizeof buf));
   else if (fail)
-    *error = stmt_error(s, st, fail);
+    *error = stmt_error(st, fail);
   sqlite3_finalize(ps);
   if (*error) {
     if (rows)
