@@ -27,7 +27,7 @@ dependencies = {
 }
 
 -- Debian 12: libuv1-dev, libcurl4-openssl-dev, libc-ares-dev, libpcre2-dev,
--- libssl-dev. curl/curl.h lives under /usr/include/<multiarch>/, where
+-- libssl-dev, libsqlite3-dev. curl/curl.h lives under /usr/include/<multiarch>/, where
 -- LuaRocks does not look for headers, so libcurl is found by its library.
 -- The conditions' JSON needs lua-cjson at run time (not a rock dependency:
 -- Debian's package provides it).
@@ -37,6 +37,7 @@ external_dependencies = {
   CARES = { header = "ares.h", library = "cares" },
   PCRE2 = { header = "pcre2.h", library = "pcre2-8" },
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+  SQLITE = { header = "sqlite3.h", library = "sqlite3" },
 }
 
 build = {
@@ -60,18 +61,22 @@ build = {
         "c/resolver.c",
         "c/signals.c",
         "c/sleep.c",
+        "c/store.c",
+        "c/store_lua.c",
         "c/task.c",
         "c/tick_heap.c",
         "c/transfer.c",
         "c/tz.c",
         "c/tz_lua.c",
         "c/watchdog.c",
+        "c/workq.c",
       },
       defines = { 'MOONWATCH_VERSION="0.1.0"', "_GNU_SOURCE" },
-      incdirs = { "$(UV_INCDIR)", "$(CARES_INCDIR)", "$(PCRE2_INCDIR)", "$(OPENSSL_INCDIR)" },
+      incdirs = { "$(UV_INCDIR)", "$(CARES_INCDIR)", "$(PCRE2_INCDIR)", "$(OPENSSL_INCDIR)",
+                  "$(SQLITE_INCDIR)" },
       libdirs = { "$(UV_LIBDIR)", "$(CURL_LIBDIR)", "$(CARES_LIBDIR)", "$(PCRE2_LIBDIR)",
-                  "$(OPENSSL_LIBDIR)" },
-      libraries = { "uv", "curl", "cares", "pcre2-8", "ssl", "crypto", "m" },
+                  "$(OPENSSL_LIBDIR)", "$(SQLITE_LIBDIR)" },
+      libraries = { "uv", "curl", "cares", "pcre2-8", "ssl", "crypto", "sqlite3", "m" },
     },
 
     -- lua/moonwatch/, every file.
@@ -86,6 +91,7 @@ build = {
     ["moonwatch.dispatcher"] = "lua/moonwatch/dispatcher.lua",
     ["moonwatch.result"] = "lua/moonwatch/result.lua",
     ["moonwatch.state"] = "lua/moonwatch/state.lua",
+    ["moonwatch.store"] = "lua/moonwatch/store.lua",
     ["moonwatch.suggest"] = "lua/moonwatch/suggest.lua",
     ["moonwatch.http"] = "lua/moonwatch/http.lua",
     ["moonwatch.log"] = "lua/moonwatch/log.lua",

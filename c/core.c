@@ -16,6 +16,7 @@
 #include "resolver.h"
 #include "signals.h"
 #include "sleep.h"
+#include "store_lua.h"
 #include "task.h"
 #include "tz_lua.h"
 
@@ -82,6 +83,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   log_lua_register(L);
   regex_lua_register(L);
   tz_lua_register(L);
+  store_lua_register(L);
   lua_pushcfunction(L, l_environ);
   lua_setfield(L, -2, "environ");
   lua_pushliteral(L, MOONWATCH_VERSION);

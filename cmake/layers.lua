@@ -10,8 +10,12 @@ local LAYERS = {
   ["regex.c"] = 0, ["cert.c"] = 0,
   -- L0 too: wall-clock time in a named zone (libc's, with TZ swapped)
   ["tz.c"] = 0,
+  -- L0 too: SQLite, called from the thread pool only (no loop, no Lua)
+  ["store.c"] = 0,
   -- L1: the loop
   ["loop.c"] = 1,
+  -- L1 too: a serial queue of work on libuv's thread pool
+  ["workq.c"] = 1,
   -- L2: tasks
   ["task.c"] = 2,
   -- L3: transports
@@ -20,6 +24,7 @@ local LAYERS = {
   ["request.c"] = 4, ["request_lua.c"] = 4, ["sleep.c"] = 4, ["signals.c"] = 4,
   ["dispatch.c"] = 4, ["log_lua.c"] = 4, ["regex_lua.c"] = 4,
   ["tz_lua.c"] = 4,
+  ["store_lua.c"] = 4,
   -- L5: the module and the executable
   ["core.c"] = 5, ["main.c"] = 5,
 }

@@ -14,7 +14,9 @@ set(UNIT_dns_cache c/dns_cache.c)
 set(UNIT_tick_heap c/tick_heap.c)
 set(UNIT_regex c/regex.c)
 set(UNIT_tz c/tz.c)
+set(UNIT_store c/store.c)
 set(UNIT_loop c/loop.c)
+set(UNIT_workq c/workq.c)
 set(UNIT_task c/task.c c/watchdog.c ${UNIT_loop})
 set(UNIT_transfer c/transfer.c c/http.c c/resolver.c c/cert.c ${UNIT_dns_cache} ${UNIT_loop})
 
@@ -32,7 +34,7 @@ if(CMOCKA_FOUND)
     target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/c)
     target_link_libraries(${name} PRIVATE PkgConfig::CMOCKA PkgConfig::LUA PkgConfig::UV
                                           PkgConfig::CURL PkgConfig::CARES PkgConfig::PCRE2
-                                          PkgConfig::OPENSSL m)
+                                          PkgConfig::OPENSSL PkgConfig::SQLITE m)
     add_test(NAME c_${unit} COMMAND ${name})
     set_tests_properties(c_${unit} PROPERTIES ENVIRONMENT "${SANITIZER_ENV}")
   endforeach()
@@ -88,7 +90,8 @@ if(NOT MOONWATCH_SANITIZE AND CMAKE_C_COMPILER_ID STREQUAL "GNU")
                                                   MOONWATCH_LUA_DIR="")
   target_include_directories(mw_callgraph PRIVATE ${LUA_INCLUDE_DIRS} ${UV_INCLUDE_DIRS}
                                                   ${CURL_INCLUDE_DIRS} ${CARES_INCLUDE_DIRS}
-                                                  ${PCRE2_INCLUDE_DIRS} ${OPENSSL_INCLUDE_DIRS})
+                                                  ${PCRE2_INCLUDE_DIRS} ${OPENSSL_INCLUDE_DIRS}
+                                                  ${SQLITE_INCLUDE_DIRS})
   require_tool(LUA_FOR_LAYERS lua5.4 lua5.4)
   add_test(NAME layers COMMAND ${LUA_FOR_LAYERS} ${CMAKE_SOURCE_DIR}/cmake/layers.lua
     ${CMAKE_BINARY_DIR}/CMakeFiles/mw_callgraph.dir)
