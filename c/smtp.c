@@ -41,6 +41,7 @@ struct mw_smtp {
   char reply[512];   /* the last reply line */
   int reply_code;
   int body_sent; /* DATA was answered with 354: the next reply is the verdict */
+  int quitting;  /* QUIT was sent: what failed before stays noted */
   /* the outcome, written by the worker */
   const char *kind;
   char text[1024];
@@ -76,16 +77,21 @@ static size_t line_length(const char *data, size_t size) {
 
 static void note_command(mw_smtp *s, const char *data, size_t size) {
   size_t n = line_length(data, size);
+  if (n == 4 && strncasecmp(data, "QUIT", 4) == 0) {
+    s->quitting = 1;
+    return;
+  }
   /* Addresses are no secret; AUTH's argument is a credential, so of every
    * other command only the verb is kept. */
   int whole = (n >= 10 && strncasecmp(data, "MAIL FROM:", 10) == 0) ||
               (n >= 8 && strncasecmp(data, "RCPT TO:", 8) == 0);
-  if (!whole) {
-    size_t verb = 0;
-    while (verb < n && data[verb] != ' ')
-      verb++;
-    n = verb;
-  }
+  /* MAIL and RCPT up to the address (no parameters), others the verb */
+  size_t cut = whole ? (size_t)(memchr(data, ':', n) - (void *)data) + 1 : 0;
+  while (whole && cut < n && data[cut] == ' ')
+    cut++;
+  while (cut < n && data[cut] != ' ')
+    cut++;
+  n = cut;
   if (n >= sizeof s->command)
     n = sizeof s->command - 1;
   memcpy(s->command, data, n);
@@ -95,7 +101,7 @@ static void note_command(mw_smtp *s, const char *data, size_t size) {
 
 static void note_reply(mw_smtp *s, const char *data, size_t size) {
   size_t n = line_length(data, size);
-  if (n < 3 || data[0] < '1' || data[0] > '5')
+  if (s->quitting || n < 3 || data[0] < '1' || data[0] > '5')
     return;
   int final = n == 3 || data[3] == ' ';
   if (n >= sizeof s->reply)
