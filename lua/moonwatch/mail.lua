@@ -16,7 +16,8 @@
 local mail = {}
 
 local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
-local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" }
+local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" }
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 local function fail(fmt, ...)
@@ -79,7 +80,7 @@ local function encoded_words(s)
 end
 
 -- "Name: value", folded at spaces so that lines stay under 78 characters
--- where a space allows (RFC 5322 2.2.3).
+-- where a space allows (RFC 5322 2.2.3); a run of spaces becomes one.
 local function header(name, value)
   local lines, line = {}, name .. ":"
   for word in value:gmatch("%S+") do
