@@ -81,6 +81,17 @@ static void note_command(mw_smtp *s, const char *data, size_t size) {
     s->quitting = 1;
     return;
   }
+  /* A line that starts no command of ours is a step of AUTH (AUTH LOGIN
+   * sends the user and password alone on lines): never kept. */
+  static const char *const verbs[] = {"EHLO", "HELO", "STARTTLS", "AUTH", "MAIL",
+                                      "RCPT", "DATA", "RSET",     NULL};
+  int known = 0;
+  for (const char *const *v = verbs; *v && !known; v++) {
+    size_t len = strlen(*v);
+    known = n >= len && strncasecmp(data, *v, len) == 0 && (n == len || data[len] == ' ');
+  }
+  if (!known)
+    return;
   /* Addresses are no secret; AUTH's argument is a credential, so of every
    * other command only the verb is kept. */
   int whole = (n >= 10 && strncasecmp(data, "MAIL FROM:", 10) == 0) ||
