@@ -165,6 +165,19 @@ describe("core.smtp_send", function()
       assert.is_nil(msg:find(PASSWORD, 1, true))
     end)
 
+    it("fails auth over AUTH LOGIN without showing the password or its base64", function()
+      local login = smtp_fixture.start{ auth = { "alerts", PASSWORD }, auth_login_only = true }
+      local wrong = "wr0ng-" .. PASSWORD
+      local ok, msg, kind = send(opts(login.url, { starttls = false, username = "alerts",
+        password = wrong }))
+      assert.is_true(send(opts(login.url, { starttls = false, username = "alerts",
+        password = PASSWORD })))
+      login:stop()
+      assert_failure("auth", ok, msg, kind)
+      assert.is_nil(msg:find(wrong, 1, true))
+      assert.is_nil(msg:find((mime.b64(wrong)), 1, true))
+    end)
+
     it("fails auth without credentials (530)", function()
       local msg = assert_failure("auth", send(opts(srv.url, { starttls = false })))
       assert.matches("530", msg)
@@ -221,6 +234,30 @@ describe("core.smtp_send", function()
     assert_failure("timeout", table.unpack(result, 1, 3))
     assert.is_true(elapsed >= 0.5 and elapsed < 2, elapsed .. " s")
     assert.is_true(ticks >= 25, ticks .. " ticks")
+  end)
+
+  it("times out while every worker thread is busy: the wait is bounded on the loop", function()
+    local srv = smtp_fixture.start{ hang = true }
+    local threads = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
+    local result, elapsed
+    core.run(function()
+      local busy, started = {}, 0
+      for i = 1, threads do
+        busy[i] = core.spawn(function()
+          started = started + 1
+          core.smtp_send(opts(srv.url, { timeout = 30 }))
+        end)
+      end
+      while started < threads do core.sleep(0) end -- they hold the threads first
+      local t0 = core.now()
+      result = { core.smtp_send(opts(srv.url, { timeout = 0.2 })) }
+      elapsed = core.now() - t0
+      for _, task in ipairs(busy) do task:cancel() end
+    end)
+    srv:stop()
+    local msg = assert_failure("timeout", table.unpack(result, 1, 3))
+    assert.matches("no outcome within the 0.2 s timeout", msg, 1, true)
+    assert.is_true(elapsed >= 0.2 and elapsed < 2.5, elapsed .. " s")
   end)
 
   it("is cancellable: the task ends at once and nothing is left", function()

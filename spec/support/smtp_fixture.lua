@@ -2,7 +2,8 @@
 -- python3-aiosmtpd) on 127.0.0.1, like support.fixture starts server.py.
 --
 --   local smtp_fixture = require("support.smtp_fixture")
---   local srv = smtp_fixture.start{ auth = { "user", "pass" }, starttls = true,
+--   local srv = smtp_fixture.start{ auth = { "user", "pass" }, auth_login_only = false,
+--                                   starttls = true,
 --                                   reject = "bob@example.com", slow_verdict = 2 }
 --   srv.url                 --> "smtp://127.0.0.1:PORT"
 --   srv:messages()          --> { { mail_from, rcpt_tos, data, login, tls }, ... }
@@ -64,6 +65,7 @@ function smtp_fixture.start(opts)
     args[#args + 1] = "--starttls " .. q(cert) .. " " .. q(key)
     ca_file = cert
   end
+  if opts.auth_login_only then args[#args + 1] = "--auth-login-only" end
   if opts.reject then args[#args + 1] = "--reject " .. q(opts.reject) end
   if opts.slow_verdict then args[#args + 1] = "--slow-verdict " .. opts.slow_verdict end
   if opts.hang then args[#args + 1] = "--hang" end
