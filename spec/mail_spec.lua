@@ -25,6 +25,10 @@ local function raises(extra, expected)
 end
 
 describe("mail.message", function()
+  it("is mw.mail", function()
+    assert.equals(mail, require("moonwatch").mail)
+  end)
+
   it("builds the headers, in CRLF lines only", function()
     local text = build()
     assert.is_nil(text:gsub("\r\n", ""):find("[\r\n]"), "a bare CR or LF")
