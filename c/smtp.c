@@ -216,6 +216,10 @@ static void classify(mw_smtp *s, CURL *e, CURLcode rc) {
       describe_refusal(s);
     } else {
       s->kind = rc == CURLE_WEIRD_SERVER_REPLY ? "protocol" : "reset";
+      /* curl's own words name a read, not the server that hung up */
+      if (!s->reply[0] && rc != CURLE_WEIRD_SERVER_REPLY)
+        snprintf(s->text, sizeof s->text,
+                 "the server closed the connection before its greeting (%s)", curl_msg);
     }
     break;
   default:

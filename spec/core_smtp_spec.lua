@@ -205,6 +205,19 @@ describe("core.smtp_send", function()
     end)
   end)
 
+  it("delivers over smtps (TLS from the start), whatever starttls says", function()
+    local srv = smtp_fixture.start{ tls = true }
+    local url = "smtps://localhost:" .. srv.port
+    local ok, err = send(opts(url, { ca_file = srv.ca_file, starttls = false }))
+    local unverified = { send(opts(url)) }
+    local messages = srv:messages()
+    srv:stop()
+    assert.is_true(ok, err)
+    assert.equals(1, #messages)
+    assert.is_true(messages[1].tls)
+    assert_failure("tls", table.unpack(unverified, 1, 3))
+  end)
+
   it("fails refused on a closed port", function()
     assert_failure("refused", send(opts("smtp://127.0.0.1:" .. closed_port())))
   end)
@@ -214,6 +227,7 @@ describe("core.smtp_send", function()
     local ok, msg, kind = send(opts(srv.url))
     srv:stop()
     assert_failure("reset", ok, msg, kind)
+    assert.matches("the server closed the connection before its greeting", msg, 1, true)
   end)
 
   it("fails timeout after the timeout when the server never answers, the loop running", function()

@@ -10,8 +10,9 @@
 --   srv:stop()
 --
 -- smtp_fixture.start{ hang = true } never answers; { close = true } closes
--- each connection at once. With starttls, srv.ca_file verifies its
--- certificate (made at start, CN localhost, IP 127.0.0.1).
+-- each connection at once; { tls = true } speaks TLS from the start
+-- (smtps). With starttls or tls, srv.ca_file verifies its certificate (made
+-- at start, CN localhost, IP 127.0.0.1).
 local cjson = require("cjson")
 local fixture = require("support.fixture")
 
@@ -60,9 +61,9 @@ function smtp_fixture.start(opts)
   if opts.auth then
     args[#args + 1] = "--auth " .. q(opts.auth[1]) .. " " .. q(opts.auth[2])
   end
-  if opts.starttls then
+  if opts.starttls or opts.tls then
     local cert, key = fixture.make_cert(dir)
-    args[#args + 1] = "--starttls " .. q(cert) .. " " .. q(key)
+    args[#args + 1] = (opts.tls and "--tls " or "--starttls ") .. q(cert) .. " " .. q(key)
     ca_file = cert
   end
   if opts.auth_login_only then args[#args + 1] = "--auth-login-only" end
