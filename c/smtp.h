@@ -3,8 +3,10 @@
  * A send runs on libuv's thread pool, not on the loop's curl multi handle:
  * libcurl's SMTP waits for the server's verdict on a message, and for its
  * answer to QUIT, in a blocking loop of its own (lib/smtp.c, smtp_done and
- * smtp_disconnect call smtp_block_statemach, in 7.88.1 as in 8.17), which on
- * the loop would stall every monitor for as long as the server takes. */
+ * smtp_disconnect call smtp_block_statemach, in 7.88.1 as in 8.22), which on
+ * the loop would stall every monitor for as long as the server takes:
+ * measured, a server taking 1.5 s to accept a message held one
+ * curl_multi_perform call for 1.503 s. */
 #ifndef MW_SMTP_H
 #define MW_SMTP_H
 
