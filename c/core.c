@@ -15,6 +15,7 @@
 #include "request_lua.h"
 #include "resolver.h"
 #include "signals.h"
+#include "smtp_lua.h"
 #include "sleep.h"
 #include "store_lua.h"
 #include "task.h"
@@ -77,6 +78,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   task_register(L);
   sleep_register(L);
   request_lua_register(L);
+  smtp_lua_register(L);
   resolver_register(L);
   dispatch_register(L);
   signals_register(L);

@@ -3,6 +3,7 @@
 ---     local mw = require("moonwatch")
 ---     mw.providers, mw.container      -- the dependency-injection part
 ---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
+---     mw.mail                         -- e-mail messages (for core.smtp_send)
 ---     mw.Dispatcher                   -- runs monitors at their interval
 ---     mw.State, mw.result             -- each monitor's state, check results
 ---     mw.maintenance                  -- maintenance windows
@@ -15,6 +16,7 @@ local lazy = {
   container = "moonwatch.container",
   log = "moonwatch.log",
   http = "moonwatch.http",
+  mail = "moonwatch.mail",
   monitors = "moonwatch.monitors",
   Dispatcher = "moonwatch.dispatcher",
   State = "moonwatch.state",
@@ -30,6 +32,7 @@ local lazy = {
 ---@field container fun(builder: fun(c: moonwatch.Container, ...)): moonwatch.ContainerDefinition
 ---@field log table
 ---@field http table
+---@field mail table
 ---@field monitors table
 ---@field Dispatcher moonwatch.Dispatcher
 ---@field State table
