@@ -5,6 +5,7 @@
 ---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
 ---     mw.Dispatcher                   -- runs monitors at their interval
 ---     mw.State, mw.result             -- each monitor's state, check results
+---     mw.Alerts                       -- notifications on changes of the state
 ---     mw.core                         -- the C core (tasks, sleep, run...)
 ---     mw.testing                      -- for specs: testing.load("monitors.lua")
 ---
@@ -17,6 +18,7 @@ local lazy = {
   monitors = "moonwatch.monitors",
   Dispatcher = "moonwatch.dispatcher",
   State = "moonwatch.state",
+  Alerts = "moonwatch.alerts",
   result = "moonwatch.result",
   core = "moonwatch.core",
   cli = "moonwatch.cli",
@@ -31,6 +33,7 @@ local lazy = {
 ---@field monitors table
 ---@field Dispatcher moonwatch.Dispatcher
 ---@field State table
+---@field Alerts table
 ---@field result table
 ---@field core table
 ---@field testing moonwatch.testing

@@ -1,0 +1,157 @@
+--- One notifier's outbox: events wait here, in order, and one task of the
+--- notifier's delivers them, so a check never waits for a receiver.
+---
+--- Bounded: at most `size` events wait (the one being delivered aside); a
+--- new one beyond that drops the oldest waiting (a lost "down" whose "up"
+--- still goes is better than a lost resolve), logged and counted.
+--- A failed delivery is retried after a backoff with full jitter,
+--- `random() * min(backoff_max, backoff_base * 2 ^ (attempt - 1))`, until
+--- the event is `max_age` seconds old: then it is dropped, logged and
+--- counted. One event at a time, oldest first: per monitor, down then up.
+local core = require("moonwatch.core")
+
+local M = {}
+
+M.SIZE = 1000
+M.MAX_AGE = 3600
+M.BACKOFF_BASE = 1
+M.BACKOFF_MAX = 300
+
+---@class moonwatch.alerts.Outbox
+local Outbox = {}
+Outbox.__index = Outbox
+
+local function number_option(v, default, what, min)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < min then
+    error(string.format("%s must be a number of at least %s, got %s", what, min, tostring(v)), 0)
+  end
+  return v
+end
+
+--- kwargs: notifier (with name and send), clock, store, logger, size,
+--- max_age, backoff_base, backoff_max, random (a function returning a
+--- number in [0, 1); math.random).
+function M.new(kwargs)
+  local size = number_option(kwargs.size, M.SIZE, "outbox size", 1)
+  if math.type(size) ~= "integer" then
+    error("outbox size must be an integer, got " .. tostring(size), 0)
+  end
+  local random = kwargs.random or math.random
+  if type(random) ~= "function" then
+    error("outbox random must be a function returning a number in [0, 1)", 0)
+  end
+  local self = setmetatable({
+    notifier = kwargs.notifier,
+    name = kwargs.notifier.name,
+    clock = kwargs.clock,
+    store = kwargs.store,
+    logger = kwargs.logger,
+    size = size,
+    max_age = number_option(kwargs.max_age, M.MAX_AGE, "outbox max_age", 0),
+    backoff_base = number_option(kwargs.backoff_base, M.BACKOFF_BASE, "outbox backoff_base", 0),
+    backoff_max = number_option(kwargs.backoff_max, M.BACKOFF_MAX, "outbox backoff_max", 0),
+    random = random,
+    queue = {},
+    counters = { sent = 0, retried = 0, dropped = 0, dropped_overflow = 0,
+                 dropped_max_age = 0 },
+  }, Outbox)
+  return self
+end
+
+--- The wait before attempt `attempt + 1`, after `attempt` failures.
+---@param attempt integer
+---@return number seconds
+function Outbox:backoff(attempt)
+  local cap = math.min(self.backoff_max, self.backoff_base * 2 ^ (attempt - 1))
+  return self.random() * cap
+end
+
+--- Events waiting, and the one being delivered.
+function Outbox:length() return #self.queue + (self.current and 1 or 0) end
+
+local function drop(self, item, why, counter)
+  local c = self.counters
+  c.dropped = c.dropped + 1
+  c[counter] = c[counter] + 1
+  if item.id ~= nil then self.store:outbox_remove(self.name, item.id) end
+  local e = item.event
+  self.logger:error_with({ notifier = self.name, monitor = e.monitor, state = e.state },
+    "notifier %s dropped the %s event of %s: %s", self.name, tostring(e.state),
+    tostring(e.monitor), why)
+end
+
+local function deliver(self)
+  local clock, q = self.clock, self.queue
+  while q[1] do
+    local item = table.remove(q, 1)
+    self.current = item
+    while true do
+      local ok, sent, err = pcall(self.notifier.send, self.notifier, item.event)
+      if ok and sent then
+        self.counters.sent = self.counters.sent + 1
+        if item.id ~= nil then self.store:outbox_remove(self.name, item.id) end
+        break
+      end
+      if not ok then err = sent end
+      item.attempts = item.attempts + 1
+      local wait = self:backoff(item.attempts)
+      local age = clock:now() - item.created
+      if age + wait > self.max_age then
+        drop(self, item, string.format("not delivered in %d attempts within max_age %gs (%s)",
+          item.attempts, self.max_age, tostring(err)), "dropped_max_age")
+        break
+      end
+      self.counters.retried = self.counters.retried + 1
+      self.logger:warning_with({ notifier = self.name, monitor = item.event.monitor },
+        "notifier %s failed to deliver the %s event of %s (attempt %d, next in %.1fs): %s",
+        self.name, tostring(item.event.state), tostring(item.event.monitor), item.attempts,
+        wait, tostring(err))
+      clock:sleep(wait)
+    end
+    self.current = nil
+  end
+  self.worker = nil
+end
+
+local function start(self)
+  if self.worker or self.stopped then return end
+  self.worker = core.spawn(deliver, self)
+end
+
+--- Queues an event; `item` fields (created, attempts, id) come from a store
+--- when the outbox is reloaded after a restart.
+---@param event table
+---@param item table?
+function Outbox:push(event, item)
+  item = item or { created = self.clock:now(), attempts = 0 }
+  item.event = event
+  if item.id == nil then
+    item.id = self.store:outbox_add(self.name, { event = event, created = item.created })
+  end
+  local q = self.queue
+  if #q >= self.size then
+    drop(self, table.remove(q, 1), string.format("the outbox is full (size %d)", self.size),
+      "dropped_overflow")
+  end
+  q[#q + 1] = item
+  start(self)
+end
+
+--- Loads what the store kept of this outbox (after a restart).
+function Outbox:restore()
+  for _, row in ipairs(self.store:outbox_load(self.name)) do
+    self:push(row.item.event, { id = row.id, created = row.item.created, attempts = 0 })
+  end
+end
+
+--- Ends delivery (the daemon stops): the task is cancelled, the events stay
+--- in the store.
+function Outbox:stop()
+  self.stopped = true
+  local w = self.worker
+  self.worker = nil
+  if w then w:cancel() end
+end
+
+return M
