@@ -154,6 +154,7 @@ function M.new(kwargs)
   if type(outbox_opts) ~= "table" then error("Alerts: outbox must be a table", 0) end
   known({ "size", "max_age", "backoff_base", "backoff_max", "random" }, "Alerts: outbox",
     outbox_opts)
+  Outbox.options(outbox_opts)
   local self = setmetatable({
     state = kwargs.state,
     clock = clock,

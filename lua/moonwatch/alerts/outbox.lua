@@ -29,10 +29,10 @@ local function number_option(v, default, what, min)
   return v
 end
 
---- kwargs: notifier (with name and send), clock, store, logger, size,
---- max_age, backoff_base, backoff_max, random (a function returning a
---- number in [0, 1); math.random).
-function M.new(kwargs)
+--- The settings of an outbox, checked: size, max_age, backoff_base,
+--- backoff_max, random (a function returning a number in [0, 1);
+--- math.random).
+function M.options(kwargs)
   local size = number_option(kwargs.size, M.SIZE, "outbox size", 1)
   if math.type(size) ~= "integer" then
     error("outbox size must be an integer, got " .. tostring(size), 0)
@@ -41,22 +41,34 @@ function M.new(kwargs)
   if type(random) ~= "function" then
     error("outbox random must be a function returning a number in [0, 1)", 0)
   end
-  local self = setmetatable({
-    notifier = kwargs.notifier,
-    name = kwargs.notifier.name,
-    clock = kwargs.clock,
-    store = kwargs.store,
-    logger = kwargs.logger,
+  return {
     size = size,
     max_age = number_option(kwargs.max_age, M.MAX_AGE, "outbox max_age", 0),
     backoff_base = number_option(kwargs.backoff_base, M.BACKOFF_BASE, "outbox backoff_base", 0),
     backoff_max = number_option(kwargs.backoff_max, M.BACKOFF_MAX, "outbox backoff_max", 0),
     random = random,
+  }
+end
+
+--- kwargs: notifier (with name and send), clock, store, logger, and the
+--- options above.
+function M.new(kwargs)
+  local o = M.options(kwargs)
+  return setmetatable({
+    notifier = kwargs.notifier,
+    name = kwargs.notifier.name,
+    clock = kwargs.clock,
+    store = kwargs.store,
+    logger = kwargs.logger,
+    size = o.size,
+    max_age = o.max_age,
+    backoff_base = o.backoff_base,
+    backoff_max = o.backoff_max,
+    random = o.random,
     queue = {},
     counters = { sent = 0, retried = 0, dropped = 0, dropped_overflow = 0,
                  dropped_max_age = 0 },
   }, Outbox)
-  return self
 end
 
 --- The wait before attempt `attempt + 1`, after `attempt` failures.
