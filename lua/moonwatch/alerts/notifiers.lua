@@ -13,12 +13,18 @@
 --- Secrets: `url` (or each of `urls`) may instead come from `url_file` (the
 --- file's first line) or `url_env` (an environment variable). Logs and
 --- messages name the notifier, never its URL.
-local cjson = require("cjson")
 local State = require("moonwatch.state")
 
 local M = {}
 
 M.TIMEOUT = 10
+
+-- lua-cjson is loaded by the first event encoded: the module loads without it.
+local cjson_module
+local function encode(doc)
+  cjson_module = cjson_module or require("cjson")
+  return cjson_module.encode(doc)
+end
 
 local function fail(kind, name, fmt, ...)
   error(string.format("%s notifier %s: " .. fmt, kind, tostring(name), ...), 0)
@@ -148,7 +154,7 @@ function Webhook:body(event)
   local doc = event
   if self.shape then doc = self.shape(event) end
   if type(doc) == "string" then return doc end
-  return cjson.encode(doc)
+  return encode(doc)
 end
 
 function Webhook:send(event)
@@ -253,7 +259,7 @@ function Alertmanager:alert(event, now)
 end
 
 local function post_all(self, alerts)
-  local body = cjson.encode(alerts)
+  local body = encode(alerts)
   local ok_any, errs = false, {}
   for i, url in ipairs(self.urls) do
     local ok, err = post(self, url, body)
@@ -319,11 +325,13 @@ Recorder.__index = Recorder
 
 --- For specs: keeps every event it is sent in `events` (and each attempt in
 --- `attempts`); `fail(event, attempt)` returning a message makes that
---- attempt fail.
+--- attempt fail; `on_send(event, recorder)` is called after each event is
+--- kept (a spec stops the dispatcher there: an event, not a sleep).
 function M.Recorder(kwargs)
   kwargs = kwargs or {}
   local name = check_name("Recorder", kwargs)
-  return setmetatable({ name = name, events = {}, attempts = {}, fail = kwargs.fail }, Recorder)
+  return setmetatable({ name = name, events = {}, attempts = {}, fail = kwargs.fail,
+                        on_send = kwargs.on_send }, Recorder)
 end
 
 function Recorder:send(event)
@@ -335,6 +343,7 @@ function Recorder:send(event)
     if err then return nil, err end
   end
   self.events[#self.events + 1] = event
+  if self.on_send then self.on_send(event, self) end
   return true
 end
 
