@@ -30,7 +30,12 @@ local function setup(opts)
 end
 
 describe("alerts", function()
-  after_each(function() core.cancel_all() end)
+  local quiet -- the State's and the outboxes' records, kept from the output
+  before_each(function() quiet = mw.log.capture() end)
+  after_each(function()
+    core.cancel_all()
+    quiet:close()
+  end)
 
   it("sends one down once the failure threshold is reached, with the event's facts", function()
     local t = setup{ failure_threshold = 3 }
@@ -140,6 +145,16 @@ describe("alerts", function()
     assert.same({ "app down", "app up" }, t.rec:summary())
     local c = t.alerts:counters().rec
     assert.same({ 2, 2, 0, 0 }, { c.sent, c.retried, c.dropped, c.queued })
+  end)
+
+  it("delivers other monitors' events while one monitor's is retried", function()
+    local t = setup{ fail = function(e, n) return e.monitor == "a" and n <= 3 and "boom" end,
+                     alerts = { outbox = { random = function() return 1 end } } }
+    t.feed("a", false, "x")
+    t.feed("a", true)
+    t.feed("b", false, "y")
+    drain()
+    assert.same({ "b down", "a down", "a up" }, t.rec:summary())
   end)
 
   it("backs off exponentially with full jitter, capped", function()

@@ -80,9 +80,11 @@ function Manual:advance(s)
   self.t = target
 end
 
---- In a spec, a sleep (a backoff) is recorded and takes no time.
+--- In a spec, a sleep (a backoff) is recorded and takes no time; from a
+--- task, the others run first (a plain yield), as they would meanwhile.
 function Manual:sleep(s)
   self.slept[#self.slept + 1] = s
+  if coroutine.isyieldable() then coroutine.yield() end
   self:advance(s)
 end
 

@@ -115,7 +115,8 @@ end
 --- none), labels (for every event), store (default in memory), windows
 --- (anything with in_maintenance(name, t) and next_change(t)), clock
 --- (moonwatch.alerts.clock), resend (Alertmanager's interval, 60 s), outbox
---- ({ size, max_age, backoff_base, backoff_max, random } for every notifier).
+--- ({ size, max_age, backoff_base, backoff_max, random, concurrency } for
+--- every notifier).
 ---@return moonwatch.Alerts
 function M.new(kwargs)
   if type(kwargs) ~= "table" then error("Alerts: expected a table of options", 0) end
@@ -152,8 +153,8 @@ function M.new(kwargs)
   end
   local outbox_opts = kwargs.outbox or {}
   if type(outbox_opts) ~= "table" then error("Alerts: outbox must be a table", 0) end
-  known({ "size", "max_age", "backoff_base", "backoff_max", "random" }, "Alerts: outbox",
-    outbox_opts)
+  known({ "size", "max_age", "backoff_base", "backoff_max", "random", "concurrency" },
+    "Alerts: outbox", outbox_opts)
   Outbox.options(outbox_opts)
   local self = setmetatable({
     state = kwargs.state,
@@ -180,7 +181,7 @@ function M.new(kwargs)
       notifier = n, clock = clock, store = store, logger = self.logger,
       size = outbox_opts.size, max_age = outbox_opts.max_age,
       backoff_base = outbox_opts.backoff_base, backoff_max = outbox_opts.backoff_max,
-      random = outbox_opts.random,
+      random = outbox_opts.random, concurrency = outbox_opts.concurrency,
     }
     if type(n.start) == "function" then
       n:start{ clock = clock, resend = self.resend, logger = self.logger }

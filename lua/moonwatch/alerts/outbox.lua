@@ -1,18 +1,20 @@
---- One notifier's outbox: events wait here, in order, and one task of the
---- notifier's delivers them, so a check never waits for a receiver.
+--- One notifier's outbox: events wait here, in order, and up to
+--- `concurrency` tasks of the notifier's deliver them, so a check never
+--- waits for a receiver.
 ---
---- Bounded: at most `size` events wait (the one being delivered aside); a
+--- Bounded: at most `size` events wait (those being delivered aside); a
 --- new one beyond that drops the oldest waiting (a lost "down" whose "up"
 --- still goes is better than a lost resolve), logged and counted.
 --- A failed delivery is retried after a backoff with full jitter,
 --- `random() * min(backoff_max, backoff_base * 2 ^ (attempt - 1))`, until
 --- the event is `max_age` seconds old: then it is dropped, logged and
---- counted. One event at a time, oldest first: per monitor, down then up.
+--- counted. Oldest first, and one event of a monitor at a time: per
+--- monitor, down then up, whatever is retried.
 local core = require("moonwatch.core")
-
 local M = {}
 
-M.SIZE = 1000
+M.SIZE = 10000 -- every monitor of a large setup going down together
+M.CONCURRENCY = 4
 M.MAX_AGE = 3600
 M.BACKOFF_BASE = 1
 M.BACKOFF_MAX = 300
@@ -31,7 +33,7 @@ end
 
 --- The settings of an outbox, checked: size, max_age, backoff_base,
 --- backoff_max, random (a function returning a number in [0, 1);
---- math.random).
+--- math.random), concurrency (deliveries at once).
 function M.options(kwargs)
   local size = number_option(kwargs.size, M.SIZE, "outbox size", 1)
   if math.type(size) ~= "integer" then
@@ -41,8 +43,13 @@ function M.options(kwargs)
   if type(random) ~= "function" then
     error("outbox random must be a function returning a number in [0, 1)", 0)
   end
+  local concurrency = number_option(kwargs.concurrency, M.CONCURRENCY, "outbox concurrency", 1)
+  if math.type(concurrency) ~= "integer" then
+    error("outbox concurrency must be an integer, got " .. tostring(concurrency), 0)
+  end
   return {
     size = size,
+    concurrency = concurrency,
     max_age = number_option(kwargs.max_age, M.MAX_AGE, "outbox max_age", 0),
     backoff_base = number_option(kwargs.backoff_base, M.BACKOFF_BASE, "outbox backoff_base", 0),
     backoff_max = number_option(kwargs.backoff_max, M.BACKOFF_MAX, "outbox backoff_max", 0),
@@ -61,11 +68,16 @@ function M.new(kwargs)
     store = kwargs.store,
     logger = kwargs.logger,
     size = o.size,
+    concurrency = o.concurrency,
     max_age = o.max_age,
     backoff_base = o.backoff_base,
     backoff_max = o.backoff_max,
     random = o.random,
     queue = {},
+    busy = {},      -- monitor -> true while one of its events is being delivered
+    workers = {},   -- task -> true
+    nworkers = 0,
+    delivering = 0,
     counters = { sent = 0, retried = 0, dropped = 0, dropped_overflow = 0,
                  dropped_max_age = 0 },
   }, Outbox)
@@ -79,8 +91,8 @@ function Outbox:backoff(attempt)
   return self.random() * cap
 end
 
---- Events waiting, and the one being delivered.
-function Outbox:length() return #self.queue + (self.current and 1 or 0) end
+--- Events waiting, and those being delivered.
+function Outbox:length() return #self.queue + self.delivering end
 
 local function drop(self, item, why, counter)
   local c = self.counters
@@ -93,42 +105,64 @@ local function drop(self, item, why, counter)
     tostring(e.monitor), why)
 end
 
-local function deliver(self)
-  local clock, q = self.clock, self.queue
-  while q[1] do
-    local item = table.remove(q, 1)
-    self.current = item
-    while true do
-      local ok, sent, err = pcall(self.notifier.send, self.notifier, item.event)
-      if ok and sent then
-        self.counters.sent = self.counters.sent + 1
-        if item.id ~= nil then self.store:outbox_remove(self.name, item.id) end
-        break
-      end
-      if not ok then err = sent end
-      item.attempts = item.attempts + 1
-      local wait = self:backoff(item.attempts)
-      local age = clock:now() - item.created
-      if age + wait > self.max_age then
-        drop(self, item, string.format("not delivered in %d attempts within max_age %gs (%s)",
-          item.attempts, self.max_age, tostring(err)), "dropped_max_age")
-        break
-      end
-      self.counters.retried = self.counters.retried + 1
-      self.logger:warning_with({ notifier = self.name, monitor = item.event.monitor },
-        "notifier %s failed to deliver the %s event of %s (attempt %d, next in %.1fs): %s",
-        self.name, tostring(item.event.state), tostring(item.event.monitor), item.attempts,
-        wait, tostring(err))
-      clock:sleep(wait)
-    end
-    self.current = nil
+-- The oldest waiting event of a monitor with none being delivered.
+local function take(self)
+  local q, busy = self.queue, self.busy
+  for i = 1, #q do
+    if not busy[q[i].event.monitor] then return table.remove(q, i) end
   end
-  self.worker = nil
+  return nil
+end
+
+local function attempt(self, item)
+  local clock = self.clock
+  while true do
+    local ok, sent, err = pcall(self.notifier.send, self.notifier, item.event)
+    if ok and sent then
+      self.counters.sent = self.counters.sent + 1
+      if item.id ~= nil then self.store:outbox_remove(self.name, item.id) end
+      return
+    end
+    if not ok then err = sent end
+    item.attempts = item.attempts + 1
+    local wait = self:backoff(item.attempts)
+    if clock:now() - item.created + wait > self.max_age then
+      drop(self, item, string.format("not delivered in %d attempts within max_age %gs (%s)",
+        item.attempts, self.max_age, tostring(err)), "dropped_max_age")
+      return
+    end
+    self.counters.retried = self.counters.retried + 1
+    self.logger:warning_with({ notifier = self.name, monitor = item.event.monitor },
+      "notifier %s failed to deliver the %s event of %s (attempt %d, next in %.1fs): %s",
+      self.name, tostring(item.event.state), tostring(item.event.monitor), item.attempts,
+      wait, tostring(err))
+    clock:sleep(wait)
+  end
+end
+
+local function deliver(self, me)
+  while true do
+    local item = take(self)
+    if not item then break end
+    local monitor = item.event.monitor
+    self.busy[monitor] = true
+    self.delivering = self.delivering + 1
+    attempt(self, item)
+    self.busy[monitor] = nil
+    self.delivering = self.delivering - 1
+  end
+  self.workers[me.task] = nil
+  self.nworkers = self.nworkers - 1
 end
 
 local function start(self)
-  if self.worker or self.stopped then return end
-  self.worker = core.spawn(deliver, self)
+  if self.stopped then return end
+  while self.nworkers < self.concurrency and self.nworkers < #self.queue do
+    local me = {}
+    me.task = core.spawn(deliver, self, me)
+    self.workers[me.task] = true
+    self.nworkers = self.nworkers + 1
+  end
 end
 
 --- Queues an event; `item` fields (created, attempts, id) come from a store
@@ -161,9 +195,9 @@ end
 --- in the store.
 function Outbox:stop()
   self.stopped = true
-  local w = self.worker
-  self.worker = nil
-  if w then w:cancel() end
+  local workers = self.workers
+  self.workers = {}
+  for task in pairs(workers) do task:cancel() end
 end
 
 return M
