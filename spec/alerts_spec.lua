@@ -207,6 +207,26 @@ describe("alerts", function()
     assert.same({ "app up" }, t2.rec:summary())
   end)
 
+  it("after a restart, Alertmanager keeps re-sending the alert sent before it", function()
+    local store = mw.Alerts.MemoryStore.new()
+    local t = setup{ alerts = { store = store } }
+    t.feed("app", false, "x")
+    drain()
+    local clock = Clock.manual()
+    local state = mw.State{ clock = function() return clock:now() end }
+    local posts = {}
+    local am = notifiers.Alertmanager{ url = "http://am:9093", http_client = {
+      request = function(_, opts) posts[#posts + 1] = opts.body; return { status = 200 } end } }
+    mw.Alerts{ state = state, clock = clock, store = store, notifiers = { am } }
+    state:on_result({}, { monitor = "app", up = false, reason = "x", at = clock:now() })
+    drain()
+    assert.equal(0, #posts) -- no second "down"
+    clock:advance(60)
+    drain()
+    assert.equal(1, #posts)
+    assert.matches('"monitor":"app"', posts[1], 1, true)
+  end)
+
   it("sends each monitor's events to its notifiers, else to the default", function()
     local clock = Clock.manual()
     local state = mw.State{ clock = function() return clock:now() end }
@@ -225,6 +245,16 @@ describe("alerts", function()
     local alerts = mw.Alerts{ state = state, clock = Clock.manual() }
     state:on_result({}, { monitor = "app", up = false })
     assert.same({}, alerts:counters())
+  end)
+
+  it("a new Alerts on the same State replaces the one before", function()
+    local t = setup()
+    local rec2 = notifiers.Recorder{ name = "rec2" }
+    mw.Alerts{ state = t.state, clock = t.clock, notifiers = { rec2 } }
+    t.feed("app", false, "x")
+    drain()
+    assert.same({}, t.rec:summary())
+    assert.same({ "app down" }, rec2:summary())
   end)
 
   it("a State without changes calls no listener", function()

@@ -118,6 +118,19 @@ function State:on_change(listener)
   self.listeners[#self.listeners + 1] = listener
 end
 
+--- Removes a listener added by on_change; true when it was there.
+---@param listener table|function
+---@return boolean
+function State:off_change(listener)
+  for i, l in ipairs(self.listeners) do
+    if l == listener then
+      table.remove(self.listeners, i)
+      return true
+    end
+  end
+  return false
+end
+
 -- Runs only on a change, so a result that changes nothing pays nothing; a
 -- listener that raises is logged and the others still run.
 local function changed(self, e, from, to, result, monitor)

@@ -9,7 +9,8 @@
 ---     c.dispatcher = providers.Factory(mw.Dispatcher, { monitors = ...,
 ---       consumers = providers.List(c.state, c.alerts) })
 ---
---- It listens to the State's changes (State:on_change), so a check that
+--- It listens to the State's changes (State:on_change; one Alerts per State,
+--- a new one replaces the one before), so a check that
 --- changes nothing costs it nothing; it is listed among the Dispatcher's
 --- consumers only to learn the monitors (on_monitor) and to stop its tasks
 --- (on_stop), and has no on_result. Each notifier has an Outbox (its own
@@ -188,6 +189,15 @@ function M.new(kwargs)
     end
     self.outboxes[name]:restore()
   end
+  -- One Alerts per State: a new one (a Singleton rebuilt after a spec's
+  -- override) replaces the one before, which would otherwise alert too.
+  for _, l in ipairs(kwargs.state.listeners) do
+    if getmetatable(l) == Alerts then
+      l:on_stop()
+      kwargs.state:off_change(l)
+      break
+    end
+  end
   kwargs.state:on_change(self)
   return self
 end
@@ -363,7 +373,13 @@ function Alerts:on_change(entry, from, to)
   self.store:save_state(entry.name, entry)
   if to == "DOWN" then
     if a.sent then
-      -- after a restart, the "down" of this incident already went out
+      -- after a restart, the "down" of this incident already went out:
+      -- notifiers that keep alerts alive (Alertmanager) take it up again
+      local ev = event_of(self, a, "down", now)
+      for _, n in ipairs(a.rule.notifiers or self.default) do
+        local notifier = self.notifier_by_name[n]
+        if type(notifier.resume) == "function" then notifier:resume(ev) end
+      end
       arm_reminder(self, a)
     else
       evaluate(self, a, now)

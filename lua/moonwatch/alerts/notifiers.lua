@@ -1,7 +1,8 @@
 --- Notifiers: where the alerts' events go. A notifier is an object with a
 --- `name` and `send(self, event)`, called from its outbox's task (it may
 --- wait on the loop), returning true once delivered or `nil, message`;
---- optionally `start(self, ctx)` (ctx: clock, resend) and `stop(self)`.
+--- optionally `start(self, ctx)` (ctx: clock, resend), `stop(self)` and
+--- `resume(self, event)` (after a restart, a "down" sent before it).
 ---
 ---     notifiers.Webhook{ name = "ops", url_env = "OPS_HOOK", headers = {...},
 ---                        body = function(event) return {...} end }
@@ -312,6 +313,12 @@ function Alertmanager:refresh()
     end
   end
   return ok, err
+end
+
+--- After a restart: the alert sent before it is re-sent with the others.
+function Alertmanager:resume(event)
+  local now = self.clock and self.clock:now() or os.time()
+  self.active[event.monitor] = { event = event, at = now }
 end
 
 function Alertmanager:send(event)
