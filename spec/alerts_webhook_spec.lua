@@ -83,4 +83,27 @@ describe("alerts over a webhook", function()
     assert.not_matches("/hook/w", records:text(), 1, true) -- the URL is never logged
     assert.matches("notifier ops failed to deliver the down event of app", records:text())
   end)
+
+  it("a refusing receiver: retried, then dropped at max_age, and its URL never logged",
+    function()
+      local records <close> = mw.log.capture()
+      local s = require("socket").bind("127.0.0.1", 0)
+      local _, port = s:getsockname()
+      s:close() -- nothing listens there now: connections are refused
+      local state = mw.State()
+      local url = "http://127.0.0.1:" .. port .. "/services/T0K3N"
+      local alerts
+      local hook = mw.Alerts.notifiers.Webhook{ name = "ops", url = url, timeout = 1 }
+      alerts = mw.Alerts{ state = state, notifiers = { hook },
+        outbox = { backoff_base = 0.02, backoff_max = 0.05, max_age = 0.3 } }
+      state:on_result({}, { monitor = "app", up = false, reason = "x" })
+      core.run() -- ends once the outbox gives up: nothing else waits
+      alerts:stop()
+      local c = alerts:counters().ops
+      assert.same({ 0, 1, 1 }, { c.sent, c.dropped, c.dropped_max_age })
+      assert.is_true(c.retried >= 1)
+      local text = records:text()
+      assert.matches("notifier ops dropped the down event of app: not delivered", text)
+      assert.not_matches("T0K3N", text, 1, true)
+    end)
 end)
