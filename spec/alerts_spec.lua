@@ -207,6 +207,18 @@ describe("alerts", function()
     assert.same({ "app up" }, t2.rec:summary())
   end)
 
+  it("after a restart, what the outbox held is delivered, in order", function()
+    local store = mw.Alerts.MemoryStore.new()
+    local t = setup{ alerts = { store = store }, fail = function() return "status 500" end }
+    t.feed("app", false, "x")
+    t.feed("app", true)
+    t.alerts:stop() -- before the loop runs: nothing was delivered
+    local t2 = setup{ alerts = { store = store } }
+    drain()
+    assert.same({ "app down", "app up" }, t2.rec:summary())
+    assert.same({}, store:outbox_load("rec"))
+  end)
+
   it("after a restart, Alertmanager keeps re-sending the alert sent before it", function()
     local store = mw.Alerts.MemoryStore.new()
     local t = setup{ alerts = { store = store } }

@@ -33,6 +33,8 @@ end
 function Store:mark_sent(monitor, record) self.sent_by[monitor] = record end
 function Store:sent(monitor) return self.sent_by[monitor] end
 
+-- A notifier's outbox: id -> item (ids grow, so their order is the order
+-- of arrival).
 local function box(self, notifier)
   local b = self.outboxes[notifier]
   if not b then
@@ -44,24 +46,16 @@ end
 
 function Store:outbox_add(notifier, item)
   self.next_id = self.next_id + 1
-  local b = box(self, notifier)
-  b[#b + 1] = { id = self.next_id, item = item }
+  box(self, notifier)[self.next_id] = item
   return self.next_id
 end
 
-function Store:outbox_remove(notifier, id)
-  local b = box(self, notifier)
-  for i, row in ipairs(b) do
-    if row.id == id then
-      table.remove(b, i)
-      return
-    end
-  end
-end
+function Store:outbox_remove(notifier, id) box(self, notifier)[id] = nil end
 
 function Store:outbox_load(notifier)
   local out = {}
-  for i, row in ipairs(box(self, notifier)) do out[i] = row end
+  for id, item in pairs(box(self, notifier)) do out[#out + 1] = { id = id, item = item } end
+  table.sort(out, function(a, b) return a.id < b.id end)
   return out
 end
 
