@@ -103,6 +103,30 @@ describe("alerts", function()
       assert.equal("down", t.alerts:status("app"))
     end)
 
+  it("takes parents as monitors too (by the object, or by its name)", function()
+    local t = setup{ alerts = { rules = { app = { depends_on = { { name = "gateway" } } } } } }
+    t.feed("gateway", false, "timeout")
+    t.feed("app", false, "timeout")
+    drain()
+    assert.same({ "gateway down" }, t.rec:summary())
+    assert.equal("down (gateway is down)", t.alerts:status("app"))
+  end)
+
+  it("is a consumer the Dispatcher calls on each monitor and on stop, never per result",
+    function()
+      local t = setup()
+      local monitor = { name = "app", interval = 60, check = function() end,
+                        request = { url = "http://127.0.0.1/app" } }
+      local stopped = 0
+      t.alerts.on_stop = function() stopped = stopped + 1 end
+      local d = mw.Dispatcher{ monitors = { monitor }, consumers = { t.state, t.alerts } }
+      assert.equal(1, #d.consumers) -- the State alone hears each result
+      assert.equal("http://127.0.0.1/app", t.alerts.monitors.app.url) -- from on_monitor
+      d:start()
+      d:stop()
+      assert.equal(1, stopped)
+    end)
+
   it("never holds the resolve of an alert already sent", function()
     local t = setup{ alerts = { rules = { app = { depends_on = { "gateway" } } } } }
     t.feed("app", false, "x")

@@ -228,9 +228,13 @@ function Alerts:on_monitor(monitor, name)
   self.children = nil
 end
 
+-- A parent by name, or by monitor: the very object the Dispatcher runs, or
+-- one of the same name (a Factory builds a new object per call).
 local function dep_name(self, d)
   if type(d) == "string" then return d end
-  return self.name_of[d]
+  local name = self.name_of[d]
+  if name == nil and type(d) == "table" and d.name ~= nil then name = tostring(d.name) end
+  return name
 end
 
 -- The parent of a that is DOWN, if any.
