@@ -119,6 +119,22 @@ describe("notifiers", function()
       am:stop()
     end)
 
+  it("says clearly what is wrong with an Alertmanager's options", function()
+    assert.has_error(function() notifiers.Alertmanager{ name = "am", urls = {} } end,
+      "Alertmanager notifier am: urls must be a non-empty list of URLs")
+    assert.has_error(function()
+      notifiers.Alertmanager{ name = "am", url = "http://am", labels = "team" }
+    end, "Alertmanager notifier am: labels must be a table of label = value")
+    assert.has_error(function()
+      notifiers.Alertmanager{ name = "am", urls = { "http://am1", { url_env = "MW_NO_SUCH" } } }
+    end, "Alertmanager notifier am urls[2]: the environment variable MW_NO_SUCH (url_env) "
+      .. "is not set")
+    assert.has_error(function() notifiers.Webhook{ name = "", url = "http://x" } end,
+      "Webhook: name must be a non-empty string, got ")
+    assert.has_error(function() notifiers.Webhook{ url = "http://x", body = "{}" } end,
+      "Webhook notifier webhook: body must be a function(event) returning a table or a string")
+  end)
+
   it("Alertmanager succeeds when one of its URLs takes the alert", function()
     local calls = 0
     local http = { request = function()
