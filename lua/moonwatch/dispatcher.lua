@@ -11,8 +11,11 @@
 ---
 --- A consumer is any object with `on_result(self, monitor, result)` (see
 --- moonwatch.result for results) and optionally `on_monitor(self, monitor,
---- name)`, called once per monitor here. Consumers run in the order given, right
---- after each check; one that raises is logged and the others still run.
+--- name)`, called once per monitor here, and `on_stop(self)`, called when the
+--- Dispatcher stops. One with only on_monitor or on_stop (alerts, which hear
+--- the State's changes) is not called per result. Consumers run in the
+--- order given, right after each check; one that raises is logged and the
+--- others still run.
 --- Without `consumers`, the Dispatcher keeps a State of its own.
 local core = require("moonwatch.core")
 local log = require("moonwatch.log")
@@ -90,15 +93,20 @@ function Dispatcher.new(kwargs)
     error("consumers must be a list of result consumers, got " .. type(consumers), 0)
   end
   if consumers == nil then consumers = { State.new() } end
+  local per_result = {}
   for i, c in ipairs(consumers) do
-    if (type(c) ~= "table" and type(c) ~= "userdata") or not is_callable(c.on_result) then
+    local object = type(c) == "table" or type(c) == "userdata"
+    if not object or not (is_callable(c.on_result) or is_callable(c.on_monitor)
+                          or is_callable(c.on_stop)) then
       error(string.format("consumers[%d] has no on_result method (a result consumer "
         .. "is an object with on_result(self, monitor, result))", i), 0)
     end
+    if is_callable(c.on_result) then per_result[#per_result + 1] = c end
   end
   local self = setmetatable({
     monitors = kwargs.monitors,
-    consumers = consumers,
+    consumers = per_result,
+    all_consumers = consumers,
     logger = log.get("Dispatcher"),
     stopping = false,
     checks = {},
@@ -193,6 +201,12 @@ function Dispatcher:stop()
   self.stopping = true
   self.logger:info("Shutting down")
   self.core:stop()
+  for _, c in ipairs(self.all_consumers) do
+    if is_callable(c.on_stop) then
+      local ok, err = pcall(c.on_stop, c)
+      if not ok then self.logger:error("on_stop of a consumer failed: %s", tostring(err)) end
+    end
+  end
   self.logger:info("Shutdown finished successfully")
 end
 

@@ -7,6 +7,7 @@
 ---     mw.Dispatcher                   -- runs monitors at their interval
 ---     mw.State, mw.result             -- each monitor's state, check results
 ---     mw.maintenance                  -- maintenance windows
+---     mw.Alerts                       -- notifications on changes of the state
 ---     mw.core                         -- the C core (tasks, sleep, run...)
 ---     mw.testing                      -- for specs: testing.load("monitors.lua")
 ---
@@ -20,6 +21,7 @@ local lazy = {
   monitors = "moonwatch.monitors",
   Dispatcher = "moonwatch.dispatcher",
   State = "moonwatch.state",
+  Alerts = "moonwatch.alerts",
   result = "moonwatch.result",
   maintenance = "moonwatch.maintenance",
   core = "moonwatch.core",
@@ -36,6 +38,7 @@ local lazy = {
 ---@field monitors table
 ---@field Dispatcher moonwatch.Dispatcher
 ---@field State table
+---@field Alerts table
 ---@field result table
 ---@field maintenance table
 ---@field core table

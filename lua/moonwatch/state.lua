@@ -19,6 +19,11 @@
 --- (and optionally `on_monitor(self, monitor, name)`, called once per monitor when
 --- the Dispatcher is built) can be listed in the Dispatcher's `consumers`
 --- instead, or beside it (a spec's recorder, later alerts and metrics).
+---
+--- Listeners of changes (`state:on_change(listener)`) hear each change once:
+--- PENDING to UP or DOWN, UP to DOWN, DOWN to UP, as
+--- `listener:on_change(entry, from, to, result, monitor)` (or a function
+--- called with those). A result that changes nothing calls none of them.
 local core = require("moonwatch.core")
 local log = require("moonwatch.log")
 
@@ -65,6 +70,7 @@ function M.new(kwargs)
     logger = log.get("State"),
     by_name = {},
     order = {},
+    listeners = {},
   }, State)
 end
 
@@ -101,6 +107,49 @@ local function plural(n, one, many) return n == 1 and one or many end
 --- Whether x is a State.
 function M.is_state(x) return getmetatable(x) == State end
 
+--- Adds a listener of changes: a function or an object with
+--- `on_change(self, entry, from, to, result, monitor)`.
+---@param listener table|function
+function State:on_change(listener)
+  local t = type(listener)
+  if t ~= "function" and not ((t == "table" or t == "userdata") and listener.on_change) then
+    error("on_change: expected a function or an object with on_change, got " .. t, 2)
+  end
+  self.listeners[#self.listeners + 1] = listener
+end
+
+--- Removes a listener added by on_change; true when it was there.
+---@param listener table|function
+---@return boolean
+function State:off_change(listener)
+  for i, l in ipairs(self.listeners) do
+    if l == listener then
+      table.remove(self.listeners, i)
+      return true
+    end
+  end
+  return false
+end
+
+-- Runs only on a change, so a result that changes nothing pays nothing; a
+-- listener that raises is logged and the others still run.
+local function changed(self, e, from, to, result, monitor)
+  local listeners = self.listeners
+  for i = 1, #listeners do
+    local l = listeners[i]
+    local ok, err
+    if type(l) == "function" then
+      ok, err = pcall(l, e, from, to, result, monitor)
+    else
+      ok, err = pcall(l.on_change, l, e, from, to, result, monitor)
+    end
+    if not ok then
+      self.logger:error("change listener %d failed on %s going %s: %s", i, e.name, to,
+        tostring(err))
+    end
+  end
+end
+
 --- Registers a monitor before its first result: it is PENDING.
 ---@param monitor table
 function State:on_monitor(monitor, name)
@@ -131,12 +180,14 @@ function State:on_result(monitor, result)
   if up then
     if state == "PENDING" then -- a monitor that starts well is no news
       e.state, e.since, e.reason = "UP", now, nil
+      if self.listeners[1] then changed(self, e, "PENDING", "UP", result, monitor) end
     elseif state == "DOWN"
       and e.consecutive >= (monitor.success_threshold or self.success_threshold) then
       local was = now - e.since
       e.state, e.since = "UP", now
       self.logger:info_with({ monitor = e.name, state = "UP", down_for = was },
         "%s is UP again after %s down", e.name, M.duration(was))
+      changed(self, e, "DOWN", "UP", result, monitor)
     end
   else
     e.reason = result.reason
@@ -148,6 +199,7 @@ function State:on_result(monitor, result)
                                  consecutive = e.consecutive },
         "%s is DOWN after %d failed %s: %s", e.name, e.consecutive,
         plural(e.consecutive, "check", "checks"), reason)
+      changed(self, e, state, "DOWN", result, monitor)
     end
   end
   return e
