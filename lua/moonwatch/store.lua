@@ -26,7 +26,48 @@ M.MIGRATIONS = {
     [[CREATE TABLE outbox(id INTEGER PRIMARY KEY, notifier TEXT, monitor TEXT, seq INTEGER,
       payload TEXT, created REAL, attempts INTEGER, next_at REAL)]],
   },
+  -- the alerts engine records one "down" per monitor (the incident it told
+  -- about), whatever the notifiers: since, reason and when it went out
+  {
+    [[CREATE TABLE alert_incident(monitor TEXT PRIMARY KEY, since REAL, reason TEXT,
+      at REAL)]],
+  },
 }
+
+--- The writing statements, as { sql, args..., n = count } (the form of
+--- db:transaction), so a caller can batch them (Store:batch).
+M.statements = {}
+
+---@param entry moonwatch.StoredState
+function M.statements.save_state(entry)
+  return { [[INSERT INTO monitor_state(name, state, since, consecutive, reason, updated)
+      VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT(name) DO UPDATE SET state = excluded.state, since = excluded.since,
+      consecutive = excluded.consecutive, reason = excluded.reason, updated = excluded.updated]],
+    entry.name, entry.state, entry.since, entry.consecutive, entry.reason, entry.updated, n = 7 }
+end
+
+--- An outbox row; `entry.id` nil lets SQLite choose it.
+---@param entry moonwatch.OutboxEntry
+function M.statements.outbox_add(entry)
+  return { [[INSERT INTO outbox(id, notifier, monitor, seq, payload, created, attempts,
+      next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)]],
+    entry.id, entry.notifier, entry.monitor, entry.seq, entry.payload, entry.created,
+    entry.attempts or 0, entry.next_at, n = 9 }
+end
+
+function M.statements.outbox_remove(id)
+  return { "DELETE FROM outbox WHERE id = ?", id, n = 2 }
+end
+
+--- The incident of a monitor told about ({ since, reason, at }), or nil:
+--- resolved, forgotten.
+function M.statements.incident(monitor, rec)
+  if rec == nil then return { "DELETE FROM alert_incident WHERE monitor = ?", monitor, n = 2 } end
+  return { [[INSERT INTO alert_incident(monitor, since, reason, at) VALUES (?, ?, ?, ?)
+    ON CONFLICT(monitor) DO UPDATE SET since = excluded.since, reason = excluded.reason,
+      at = excluded.at]], monitor, rec.since, rec.reason, rec.at, n = 5 }
+end
 
 ---@class moonwatch.Store
 ---@field db userdata the core store (core.store_open)
@@ -94,11 +135,7 @@ end
 ---@param entry moonwatch.StoredState
 ---@return true?, string?
 function Store:save_state(entry)
-  local ok, err = self.db:exec([[INSERT INTO monitor_state(name, state, since, consecutive,
-      reason, updated) VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT(name) DO UPDATE SET state = excluded.state, since = excluded.since,
-      consecutive = excluded.consecutive, reason = excluded.reason, updated = excluded.updated]],
-    entry.name, entry.state, entry.since, entry.consecutive, entry.reason, entry.updated)
+  local ok, err = self.db:exec(table.unpack(M.statements.save_state(entry), 1, 7))
   if not ok then return nil, err end
   return true
 end
@@ -134,10 +171,8 @@ end
 ---@param entry moonwatch.OutboxEntry
 ---@return integer?, string?
 function Store:outbox_add(entry)
-  local rows, err = self.db:query([[INSERT INTO outbox(notifier, monitor, seq, payload, created,
-      attempts, next_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id]],
-    entry.notifier, entry.monitor, entry.seq, entry.payload, entry.created,
-    entry.attempts or 0, entry.next_at)
+  local st = M.statements.outbox_add(entry)
+  local rows, err = self.db:query(st[1] .. " RETURNING id", table.unpack(st, 2, st.n))
   if not rows then return nil, err end
   return rows[1].id
 end
@@ -194,6 +229,23 @@ function Store:sent()
     by[row.notifier] = { state = row.state, at = row.at }
   end
   return sent
+end
+
+--- The incidents told about: { [monitor] = { since, reason, at } }.
+function Store:incidents()
+  local rows, err = self.db:query("SELECT * FROM alert_incident")
+  if not rows then return nil, err end
+  local out = {}
+  for _, row in ipairs(rows) do
+    out[row.monitor] = { since = row.since, reason = row.reason, at = row.at }
+  end
+  return out
+end
+
+--- Runs statements (as made by M.statements) in one transaction: all or none.
+---@param list table[]
+function Store:batch(list)
+  return self.db:transaction(list)
 end
 
 --- Closes the file once the statements already asked for have run;

@@ -18,6 +18,7 @@
 local Clock = require("moonwatch.alerts.clock")
 local MemoryStore = require("moonwatch.alerts.memory_store")
 local Outbox = require("moonwatch.alerts.outbox")
+local SqliteStore = require("moonwatch.alerts.sqlite_store")
 local notifiers = require("moonwatch.alerts.notifiers")
 local State = require("moonwatch.state")
 local log = require("moonwatch.log")
@@ -28,6 +29,7 @@ local M = {
   notifiers = notifiers,
   Outbox = Outbox,
   MemoryStore = MemoryStore,
+  SqliteStore = SqliteStore,
   RESEND = 60,
 }
 
