@@ -9,6 +9,8 @@
 ---     notifiers.Slack{ name = "chat", url_file = "/run/secrets/slack" }
 ---     notifiers.Alertmanager{ name = "am", urls = { "http://am1:9093", ... },
 ---                             labels = { team = "web" } }
+---     notifiers.Email{ name = "mail", url = "smtp://mail.example.com:587",
+---                      from = "moonwatch@example.com", to = { "ops@example.com" } }
 ---     notifiers.Recorder{ name = "rec" }     -- for specs: keeps the events
 ---
 --- Secrets: `url` (or each of `urls`) may instead come from `url_file` (the
@@ -325,6 +327,12 @@ function Alertmanager:send(event)
   local now = self.clock and self.clock:now() or os.time()
   self.active[event.monitor] = { event = event, at = now }
   return post_all(self, { self:alert(event, now) })
+end
+
+--- E-mail over SMTP: moonwatch.alerts.email (loaded when first built; it
+--- uses this module's summary).
+function M.Email(kwargs)
+  return require("moonwatch.alerts.email").new(kwargs)
 end
 
 local Recorder = {}
