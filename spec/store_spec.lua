@@ -34,10 +34,31 @@ describe("moonwatch.store", function()
         .. "ORDER BY name")) do
         names[#names + 1] = row.name
       end
-      assert.same({ "alert_sent", "monitor_state", "outbox", "schema_version" }, names)
+      assert.same({ "alert_incident", "alert_sent", "monitor_state", "outbox", "schema_version" },
+        names)
     end)
     with_store(function(store)
       assert.same({ { n = 1 } }, store.db:query("SELECT count(*) AS n FROM schema_version"))
+    end)
+  end)
+
+  it("brings a version 1 file up to date and keeps its rows", function()
+    core.run(function()
+      local db = assert(core.store_open(path))
+      local list = {}
+      for i, sql in ipairs(Store.MIGRATIONS[1]) do list[i] = { sql } end
+      list[#list + 1] = { "CREATE TABLE schema_version(version INTEGER NOT NULL)" }
+      list[#list + 1] = { "INSERT INTO schema_version(version) VALUES (1)" }
+      list[#list + 1] = { "INSERT INTO outbox(notifier, payload) VALUES ('ops', '{}')" }
+      assert(db:transaction(list))
+      db:close()
+    end)
+    with_store(function(store)
+      assert.equals(2, store:version())
+      assert.same({}, store:incidents())
+      assert.equal(1, #store:outbox_load())
+      assert(store:batch({ Store.statements.incident("app", { since = 1, reason = "x", at = 2 }) }))
+      assert.same({ app = { since = 1, reason = "x", at = 2 } }, store:incidents())
     end)
   end)
 

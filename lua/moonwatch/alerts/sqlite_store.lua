@@ -169,7 +169,9 @@ end
 
 function SqliteStore:outbox_load(notifier)
   local out = {}
-  for id, item in pairs(self.outboxes[notifier] or {}) do out[#out + 1] = { id = id, item = item } end
+  for id, item in pairs(self.outboxes[notifier] or {}) do
+    out[#out + 1] = { id = id, item = item }
+  end
   table.sort(out, function(a, b) return a.id < b.id end)
   return out
 end
