@@ -254,7 +254,8 @@ local function start_receiver(delay, env, dir)
   end
   return { pid = pid, port = port, url = ("http://127.0.0.1:%d/hook"):format(port),
            answered = function()
-             return tonumber(util.read_cmd(("curl -s http://127.0.0.1:%d/count"):format(port)))
+             return tonumber((require("socket.http").request(
+               ("http://127.0.0.1:%d/count"):format(port))))
            end }
 end
 
