@@ -51,6 +51,17 @@ local function configured(config_lines)
   return text
 end
 
+-- The same with the README's maintenance settings and wiring.
+local function with_windows()
+  local settings, wiring
+  for _, b in ipairs(blocks()) do
+    settings = settings or b:match("providers%.Configuration {\n(  maintenance = .-)  %-%- log")
+    if b:find("c.windows", 1, true) then wiring = b end
+  end
+  assert(settings and wiring, "no maintenance blocks")
+  return replace(configured(settings), blocks()[1]:match("  c%.alerts = .-}%)\n"), wiring)
+end
+
 local function received(srv, name)
   local p = assert(io.popen("curl -s " .. fixture.shell_quote(srv:url("/hook/" .. name
     .. "/received"))))
@@ -103,17 +114,21 @@ describe("README Alerts", function()
     assert.matches("example is DOWN after 3 failed checks", d:stdout() .. d:stderr())
   end)
 
-  it("holds the alerts of a monitor in a maintenance window from the settings", function()
-    local settings, wiring
-    for _, b in ipairs(blocks()) do
-      settings = settings or b:match("providers%.Configuration {\n(  maintenance = .-)  %-%- log")
-      if b:find("c.windows", 1, true) then wiring = b end
-    end
-    assert(settings and wiring, "no maintenance blocks")
-    local text = configured(settings)
-    text = replace(text, blocks()[1]:match("  c%.alerts = .-}%)\n"), wiring)
+  it("stops --check at a bad maintenance window, with its place", function()
     local path = dir .. "/monitors.lua"
-    write(path, text)
+    write(path, with_windows():gsub('every = "day"', 'every = "dya"', 1))
+    local p = assert(io.popen(("env OPS_WEBHOOK_URL=%s %s --check %s 2>&1; echo rc=$?"):format(
+      fixture.shell_quote(srv:url("/hook/x")), fixture.shell_quote(daemon.BIN),
+      fixture.shell_quote(path))))
+    local out = p:read("a")
+    p:close()
+    assert.matches('maintenance%[1%]%.every: unknown day or set of days "dya"', out)
+    assert.matches("rc=1\n$", out)
+  end)
+
+  it("holds the alerts of a monitor in a maintenance window from the settings", function()
+    local path = dir .. "/monitors.lua"
+    write(path, with_windows())
     local c = mw.testing.load(path)()
     assert.same({ "nightly", "move" }, { c.windows().windows[1].name,
       c.windows().windows[2].name })
