@@ -4,10 +4,11 @@
 --
 --   lua5.4 bench/bench.lua SCENARIO [options]      (bench/run.sh does this)
 --
--- Scenarios: saturation, conditions, scale, startup, soak, fresh, valgrind,
--- all (every one but soak). Options: --monitors N, --interval T, --duration
--- D, --timeout S, --fresh, --expect none|three, --wrk-duration S, --no-wrk,
--- --keep, --moonwatch PATH.
+-- Scenarios: saturation, conditions, scale, startup, soak, fresh, storm,
+-- valgrind, all (every one but soak and storm). Options: --monitors N,
+-- --interval T, --duration D, --timeout S, --fresh, --expect none|three,
+-- --alerts off|none|webhook, --receiver-delay S, --storm-after S,
+-- --wrk-duration S, --no-wrk, --keep, --moonwatch PATH.
 -- Run with --help for details.
 --
 -- Each run: nginx (one worker) pinned to CPU 1, a monitors.lua with N
@@ -15,6 +16,8 @@
 -- file; `moonwatch --stats` pinned to CPU 0 for D seconds after it logged
 -- "Starting up"; SIGTERM; the JSON line --stats prints; the log records
 -- counted; then wrk -t1 -c100 against the same nginx, pinned to CPU 0.
+-- With --alerts webhook, every monitor's state changes go through mw.Alerts
+-- to a webhook on a slow local receiver (bench/receiver.py, on CPU 1).
 local script_dir = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = script_dir .. "/?.lua;" .. package.path
 local cjson = require("cjson")
@@ -44,6 +47,10 @@ local SCENARIOS = {
     about = "saturation with three conditions: status, body contains, a JSON path" },
   fresh = { monitors = 200, interval = 0.005, duration = 10, fresh = true,
     about = "saturation with a new TCP connection per check" },
+  storm = { monitors = 10000, interval = 1, duration = 60, fresh = false, alerts = "webhook",
+    storm_after = 20,
+    about = "scale with alerts; after a warm-up every monitor goes DOWN at once",
+    target = { monitors = 10000, interval = 1, duration = 60 } },
   valgrind = { monitors = 100, interval = 0.1, duration = 10, fresh = false,
     about = "a short run under valgrind memcheck: leaks and errors" },
 }
@@ -54,6 +61,10 @@ local EXPECTS = {
   three = { code = '{ status = 200, body_contains = "moonwatch bench", '
     .. 'json = { ["$.status"] = "ok" } }', path = nginx.HEALTH },
 }
+
+local ALERT_MODES = { off = true, none = true, webhook = true }
+-- The page the storm's monitors check: removed after the warm-up (404).
+local STORM_PAGE = "storm.html"
 
 local ALL = { "saturation", "conditions", "scale", "startup", "fresh", "valgrind" }
 
@@ -67,8 +78,12 @@ Scenarios (defaults: monitors N, interval T s, duration D s):
   soak        N=10000 T=1     D=600  scale for 10 minutes, RSS growth
   conditions  N=200   T=0.005 D=10  saturation, three conditions (--expect three)
   fresh       N=200   T=0.005 D=10   saturation, a new connection per check
+  storm       N=10000 T=1     D=60   scale with --alerts webhook; after --storm-after
+                                     s every monitor's page answers 404: 10,000 DOWN
+                                     at once, alerts to a slow receiver
   valgrind    N=100   T=0.1   D=10   memcheck: leaks and errors
-  all         saturation, conditions, scale, startup, fresh and valgrind (not soak)
+  all         saturation, conditions, scale, startup, fresh and valgrind (not soak,
+              not storm)
 
 Options:
   --monitors N        number of HTTP monitors
@@ -79,6 +94,12 @@ Options:
   --expect none|three the monitors' conditions: none (the default judgement,
                       status 200-299), or three (status 200, body contains,
                       one JSON path) on a 648-byte JSON page
+  --alerts MODE       off (the default: no state, no alerts), none (mw.State
+                      and mw.Alerts without a notifier) or webhook (mw.State
+                      and mw.Alerts with a webhook notifier for every monitor,
+                      to a local receiver answering 204 after --receiver-delay)
+  --receiver-delay S  seconds the receiver takes per notification (default 0.2)
+  --storm-after S     storm: seconds of warm-up before the page fails (default 20)
   --wrk-duration S    seconds of wrk (default 5; 0 or --no-wrk: no wrk)
   --keep              keep the work directory (monitors.lua, log, stats)
   --moonwatch PATH    the executable (default build/moonwatch)
@@ -122,6 +143,13 @@ local function parse(argv)
     elseif a == "--expect" then
       o.expect = value(a)
       if not EXPECTS[o.expect] then die("--expect is none or three, got " .. o.expect) end
+    elseif a == "--alerts" then
+      o.alerts = value(a)
+      if not ALERT_MODES[o.alerts] then
+        die("--alerts is off, none or webhook, got " .. o.alerts)
+      end
+    elseif a == "--receiver-delay" then o.receiver_delay = number(a)
+    elseif a == "--storm-after" then o.storm_after = number(a)
     elseif a == "--wrk-duration" then o.wrk_duration = number(a)
     elseif a == "--no-wrk" then o.wrk_duration = 0
     elseif a == "--keep" then o.keep = true
@@ -153,6 +181,17 @@ local providers = mw.providers
 local N, URL, EVERY, TIMEOUT, FRESH = %d, %q, %s, %s, %s
 local LOG = %q
 local EXPECT = %s
+-- off, none or webhook; the receiver; where the notifiers' counters go at exit
+local ALERTS, HOOK, COUNTERS = %q, %q, %q
+
+-- A consumer that writes the alerts' counters when the Dispatcher stops.
+local function counters_writer(kwargs)
+  return { on_stop = function()
+    local f = assert(io.open(COUNTERS, "w"))
+    f:write(require("cjson").encode(kwargs.alerts:counters()))
+    f:close()
+  end }
+end
 
 return mw.container(function(c)
   c.logging = providers.Resource(mw.log.setup, { level = "INFO", file = LOG })
@@ -169,18 +208,55 @@ return mw.container(function(c)
     })
     monitors[i] = c[name]
   end
+  local consumers = {}
+  if ALERTS ~= "off" then
+    c.state = providers.Singleton(mw.State)
+    c.webhook = providers.Singleton(mw.Alerts.notifiers.Webhook, { name = "hook", url = HOOK })
+    c.alerts = providers.Singleton(mw.Alerts, { state = c.state,
+      notifiers = ALERTS == "webhook" and providers.List(c.webhook) or {} })
+    c.counters = providers.Singleton(counters_writer, { alerts = c.alerts })
+    consumers = { c.state, c.alerts, c.counters }
+  end
   c.dispatcher = providers.Factory(mw.Dispatcher, {
     monitors = providers.List(table.unpack(monitors, 1, N)),
+    consumers = providers.List(table.unpack(consumers)),
     spread = true,
   })
 end)
 ]]
 
 
-local function monitors_lua(p, url, log)
+local function monitors_lua(p, url, log, hook, counters)
   local e = EXPECTS[p.expect]
-  return MONITORS_LUA:format(p.monitors, p.monitors, url .. (e.path or ""),
-    ("%.17g"):format(p.interval), ("%.17g"):format(p.timeout), tostring(p.fresh), log, e.code)
+  local path = p.storm_after and STORM_PAGE or e.path or ""
+  return MONITORS_LUA:format(p.monitors, p.monitors, url .. path,
+    ("%.17g"):format(p.interval), ("%.17g"):format(p.timeout), tostring(p.fresh), log, e.code,
+    p.alerts, hook or "http://127.0.0.1:9/", counters)
+end
+
+-- The slow receiver of the notifications --------------------------------------
+
+local function start_receiver(delay, env, dir)
+  local port = util.free_port()
+  local pin = env.pin and "taskset -c 1 " or ""
+  assert(sh(("%spython3 %s %d %s >%s 2>&1 </dev/null & echo $! >%s"):format(pin,
+    q(ROOT .. "/bench/receiver.py"), port, ("%.17g"):format(delay), q(dir .. "/receiver.out"),
+    q(dir .. "/receiver.pid"))), "could not start the receiver")
+  local pid = (util.read_file(dir .. "/receiver.pid") or ""):match("%d+")
+  util.track(pid)
+  local deadline = util.now() + 10
+  while not util.accepts(port) do
+    if util.now() > deadline then
+      util.terminate(pid, 2)
+      error("the receiver did not start: " .. (util.read_file(dir .. "/receiver.out") or ""), 0)
+    end
+    util.sleep(0.05)
+  end
+  return { pid = pid, port = port, url = ("http://127.0.0.1:%d/hook"):format(port),
+           answered = function()
+             return tonumber((require("socket.http").request(
+               ("http://127.0.0.1:%d/count"):format(port))))
+           end }
 end
 
 -- Running the daemon -----------------------------------------------------------
@@ -211,11 +287,16 @@ local VALGRIND = "valgrind --leak-check=full --errors-for-leak-kinds=definite,in
   .. "--error-exitcode=99 --num-callers=30"
 
 --- Runs moonwatch on the generated file; returns the figures.
-local function run_daemon(p, env, server, dir)
+local function run_daemon(p, env, server, dir, receiver)
   local gen, log = dir .. "/monitors.lua", dir .. "/checks.log"
   local stats_file, rc_file, pid_file = dir .. "/stats.txt", dir .. "/rc.txt", dir .. "/pid.txt"
   local vg_file = dir .. "/valgrind.txt"
-  util.write_file(gen, monitors_lua(p, server.url, log))
+  local counters_file = dir .. "/counters.json"
+  local storm_page = server.dir .. "/www/" .. STORM_PAGE
+  if p.storm_after then
+    util.write_file(storm_page, util.read_file(server.dir .. "/www/index.html"))
+  end
+  util.write_file(gen, monitors_lua(p, server.url, log, receiver and receiver.url, counters_file))
   local pin = env.pin and "taskset -c 0 " or ""
   local vg = p.valgrind and (VALGRIND .. " --log-file=" .. q(vg_file) .. " ") or ""
   -- sh starts the daemon, says its pid, waits for it and keeps its status
@@ -254,11 +335,18 @@ local function run_daemon(p, env, server, dir)
     -- D seconds; RSS sampled every 10 s (every second of a short run)
     local every = p.duration >= 60 and 10 or 1
     local t = 0
+    local storm_at = p.storm_after and math.min(p.storm_after, p.duration)
     while t < p.duration do
       local step = math.min(every, p.duration - t)
+      if storm_at and t < storm_at and t + step > storm_at then step = storm_at - t end
       util.sleep(r.started + t + step - util.now())
       t = t + step
       if not util.alive(pid) then break end
+      if storm_at and t == storm_at then
+        -- every monitor's page is gone: each check is a 404 from now on
+        os.remove(storm_page)
+        r.storm_started = util.now()
+      end
       local rss = util.rss_kb(pid)
       if rss then r.samples[#r.samples + 1] = { t = t, rss = rss } end
     end
@@ -275,6 +363,13 @@ local function run_daemon(p, env, server, dir)
     util.sleep(0.02)
   end
   r.exit_status = tonumber((util.read_file(rc_file) or ""):match("%d+"))
+  if p.storm_after then os.remove(storm_page) end
+  if receiver then r.received = receiver.answered() end
+  local counters = util.read_file(counters_file)
+  if counters then
+    local decoded, c = pcall(cjson.decode, counters)
+    if decoded then r.alerts = c end
+  end
   if not ok then error(err, 0) end
   local stderr = util.read_file(stats_file) or ""
   for line in stderr:gmatch("[^\n]+") do
@@ -297,6 +392,7 @@ local function run_daemon(p, env, server, dir)
     count_lines("^    content length: " .. nginx.PAGE_SIZE .. "$", log))
   r.failed_records = count_lines("^\\[[^]]*\\] \\[WARNING\\] \\[HttpMonitor\\]: Check failed$", log)
   r.error_records = count_lines("^\\[[^]]*\\] \\[ERROR\\] \\[Dispatcher\\]: Error executing", log)
+  r.down_records = count_lines(" is DOWN after ", log)
   r.log_bytes = tonumber(util.read_cmd("stat -c %s " .. q(log) .. " 2>/dev/null"):match("%d+"))
   if p.valgrind then r.valgrind = parse_valgrind(util.read_file(vg_file) or "") end
   return r
@@ -344,6 +440,13 @@ local function report(name, p, env, server, r, wrk, wrk_close)
   out("parameters", "N=%s monitors, check_every=%g s, D=%g s, timeout %g s, spread, %s",
     thousands(p.monitors), p.interval, p.duration, p.timeout,
     p.fresh and "a new connection per check" or "keep-alive connections")
+  if p.alerts ~= "off" then
+    out("alerts", "%s%s", p.alerts == "webhook"
+      and ("mw.State, mw.Alerts, a webhook on every monitor to a receiver answering 204 "
+        .. "after %g s%s"):format(p.receiver_delay, env.pin and " (CPU 1)" or "")
+      or "mw.State and mw.Alerts, no notifier",
+      p.storm_after and ("; every page 404 after %g s"):format(p.storm_after) or "")
+  end
   out("conditions", "%s", EXPECTS[p.expect].path
     and ("%s on /%s"):format(EXPECTS[p.expect].code, EXPECTS[p.expect].path)
     or "none given (status 200-299)")
@@ -367,6 +470,18 @@ local function report(name, p, env, server, r, wrk, wrk_close)
     thousands(r.records), mb((r.log_bytes or 0) / 1024), thousands(r.check_records),
     thousands(r.ok_records), logged_ok and "= run - cancelled - raised, OK"
       or ("MISMATCH, expected run - cancelled - raised = " .. thousands(expected)))
+  if p.storm_after then
+    out("went DOWN", "%s monitors (their 'is DOWN' records)", thousands(r.down_records))
+  end
+  if r.alerts then
+    for nname, c in pairs(r.alerts) do
+      out("notifier", "%s: %s delivered, %s queued at the end, %s dropped (%s overflow, "
+        .. "%s max age), %s retried; the receiver answered %s", nname, thousands(c.sent),
+        thousands(c.queued), thousands(c.dropped), thousands(c.dropped_overflow),
+        thousands(c.dropped_max_age), thousands(c.retried),
+        r.received and thousands(r.received) or "n/a")
+    end
+  end
   if r.nginx_cpu then
     out("nginx CPU", "its worker used %.0f %% of a core during the run", r.nginx_cpu * 100)
   end
@@ -425,7 +540,7 @@ local function report(name, p, env, server, r, wrk, wrk_close)
     -- its budget is relative: compare with `saturation` in the same session
     target(saturated, "   saturated (ticks skipped and CPU >= 90 %%): %s skipped, CPU %.0f %%%s",
       thousands(s.skipped), cpu_pct, hint)
-  elseif name == "scale" or name == "soak" then
+  elseif name == "scale" or name == "soak" or name == "storm" then
     t(run_pct >= 99.9, "2. >= 99.9 %% of scheduled checks run: %.3f %%%s", run_pct, note)
     t(s.lateness_ms.p99 <= 5, "2. p99 lateness <= 5 ms: %.2f ms%s", s.lateness_ms.p99, note)
     t(cpu_pct <= 40, "2. <= 40 %% of one core: %.1f %%%s", cpu_pct, note)
@@ -465,6 +580,15 @@ local function report(name, p, env, server, r, wrk, wrk_close)
       thousands(v.reachable), tostring(r.exit_status))
   end
   t(logged_ok, "   every check run wrote its log record")
+  if p.storm_after then
+    t(r.down_records == p.monitors, "   every monitor went DOWN: %s of %s",
+      thousands(r.down_records), thousands(p.monitors))
+    lines[#lines + 1] = "targets"
+    for _, v in ipairs(verdicts) do lines[#lines + 1] = v end
+    print(table.concat(lines, "\n"))
+    print()
+    return all_ok
+  end
   local checks_ok = failed == 0 and r.failed_records == 0 and r.error_records == 0
     and r.ok_records == r.check_records
   t(checks_ok, "   every check succeeded (200, %d-byte page): %s of %s logged with both",
@@ -487,6 +611,9 @@ local function params(name, o)
     timeout = o.timeout or 5,
     fresh = o.fresh or d.fresh,
     expect = o.expect or d.expect or "none",
+    alerts = o.alerts or d.alerts or "off",
+    receiver_delay = o.receiver_delay or 0.2,
+    storm_after = d.storm_after and (o.storm_after or d.storm_after),
     valgrind = name == "valgrind",
     moonwatch = o.moonwatch,
     perf = o.perf,
@@ -504,7 +631,10 @@ local function run_scenario(name, o, env, server)
   local ok, res = pcall(function()
     io.stderr:write(("bench: %s: %s monitors every %g s for %g s ...\n"):format(name,
       thousands(p.monitors), p.interval, p.duration))
-    local r = run_daemon(p, env, server, dir)
+    local receiver = p.alerts == "webhook" and start_receiver(p.receiver_delay, env, dir)
+    local rok, r = pcall(run_daemon, p, env, server, dir, receiver or nil)
+    if receiver then util.terminate(receiver.pid, 5) end
+    if not rok then error(r, 0) end
     local wrk, wrk_close
     if env.wrk_duration > 0 and env.wrk and not p.valgrind then
       wrk = run_wrk(server.url, env.wrk_duration, env)

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The benchmarks (see the README's "Performance" section).
 #   bench/run.sh SCENARIO [options]    saturation, conditions, scale, startup,
-#                                      soak, fresh, valgrind or all (every one
-#                                      but soak)
+#                                      soak, fresh, storm, valgrind or all (every
+#                                      one but soak and storm)
 #   bench/run.sh core [seconds] [tasks]  the core's HTTP loop alone
 #                                      (bench/http_checks.lua)
 #   bench/run.sh --help
