@@ -55,6 +55,7 @@ build = {
         "c/log_lua.c",
         "c/loop.c",
         "c/regex.c",
+        "c/opts.c",
         "c/regex_lua.c",
         "c/request.c",
         "c/request_lua.c",

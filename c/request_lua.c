@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opts.h"
 #include "request.h"
 #include "request_lua.h"
 #include "task.h"
@@ -417,16 +418,7 @@ static struct curl_slist *opt_headers(lua_State *L) {
 static void options_read(lua_State *L, mw_request_options *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    int known = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (const char *const *n = option_names; *n && !known; n++)
-        known = strcmp(*n, lua_tostring(L, -1)) == 0;
-    if (!known)
-      luaL_error(L, "http request: unknown option '%s'", luaL_tolstring(L, -1, NULL));
-  }
+  opts_check_known(L, 1, option_names, "http request");
   o->url = opt_string(L, "url");
   if (!o->url)
     luaL_error(L, "http request: option 'url' is required");

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opts.h"
 #include "smtp.h"
 #include "smtp_lua.h"
 #include "task.h"
@@ -221,16 +222,7 @@ static long opt_starttls(lua_State *L, int smtps) {
 static void options_read(lua_State *L, mw_smtp_options *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    int known = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (const char *const *n = option_names; *n && !known; n++)
-        known = strcmp(*n, lua_tostring(L, -1)) == 0;
-    if (!known)
-      luaL_error(L, "smtp send: unknown option '%s'", luaL_tolstring(L, -1, NULL));
-  }
+  opts_check_known(L, 1, option_names, "smtp send");
   memset(o, 0, sizeof *o);
   o->url = opt_string(L, "url", 1);
   const char *err = smtp_check_url(o->url);
