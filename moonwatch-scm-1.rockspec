@@ -56,6 +56,7 @@ build = {
         "c/loop.c",
         "c/regex.c",
         "c/opts.c",
+        "c/curl_kind.c",
         "c/regex_lua.c",
         "c/request.c",
         "c/request_lua.c",

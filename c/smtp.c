@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "smtp.h"
+#include "curl_kind.h"
 
 /* The wait on the loop ends this long after curl's own timeout should have. */
 #define SMTP_BACKSTOP_MS 1000
@@ -172,18 +173,6 @@ static void classify(mw_smtp *s, CURL *e, CURLcode rc) {
   const char *curl_msg = s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc);
   snprintf(s->text, sizeof s->text, "%s", curl_msg);
   switch (rc) {
-  case CURLE_COULDNT_RESOLVE_HOST:
-    s->kind = "dns";
-    break;
-  case CURLE_COULDNT_CONNECT: {
-    long err = 0;
-    curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &err);
-    s->kind = err == ECONNREFUSED ? "refused" : "connect";
-    break;
-  }
-  case CURLE_OPERATION_TIMEDOUT:
-    s->kind = "timeout";
-    break;
   case CURLE_ABORTED_BY_CALLBACK:
     s->kind = "cancelled";
     break;
@@ -192,18 +181,6 @@ static void classify(mw_smtp *s, CURL *e, CURLcode rc) {
     s->kind = "auth";
     if (s->reply_code >= 400)
       snprintf(s->text, sizeof s->text, "login denied: %s", s->reply);
-    break;
-  case CURLE_USE_SSL_FAILED:
-  case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_CERTPROBLEM:
-  case CURLE_SSL_CIPHER:
-  case CURLE_SSL_CACERT_BADFILE:
-  case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-  case CURLE_SSL_INVALIDCERTSTATUS:
-  case CURLE_SSL_CRL_BADFILE:
-    s->kind = "tls";
     break;
   case CURLE_SEND_ERROR:
   case CURLE_RECV_ERROR:
@@ -223,7 +200,7 @@ static void classify(mw_smtp *s, CURL *e, CURLcode rc) {
     }
     break;
   default:
-    s->kind = "error";
+    s->kind = curl_kind(e, rc);
   }
   scrub(s->text, s->password);
 }

@@ -7,7 +7,7 @@ local LAYERS = {
   -- L0: no loop, no Lua state of ours
   ["log.c"] = 0, ["dns_cache.c"] = 0, ["tick_heap.c"] = 0, ["watchdog.c"] = 0,
   -- L0 too: wrappers of one library each (PCRE2, OpenSSL)
-  ["regex.c"] = 0, ["cert.c"] = 0, ["opts.c"] = 0,
+  ["regex.c"] = 0, ["cert.c"] = 0, ["opts.c"] = 0, ["curl_kind.c"] = 0,
   -- L0 too: wall-clock time in a named zone (libc's, with TZ swapped)
   ["tz.c"] = 0,
   -- L0 too: SQLite, called from the thread pool only (no loop, no Lua)
