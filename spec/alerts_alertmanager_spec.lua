@@ -18,13 +18,7 @@ local function free_port()
 end
 
 local function await(what, seconds, probe)
-  local deadline = core.now() + seconds
-  while core.now() < deadline do
-    local v = probe()
-    if v then return v end
-    core.sleep(0.1)
-  end
-  error("timed out waiting for " .. what, 2)
+  return fixture.await(what, seconds, probe, 0.1)
 end
 
 local CONFIG = [[

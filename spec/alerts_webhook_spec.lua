@@ -11,16 +11,7 @@ local function get(url)
   return resp
 end
 
--- Polls `probe` every 20 ms until it returns a true value or `seconds` pass.
-local function await(what, seconds, probe)
-  local deadline = core.now() + seconds
-  while core.now() < deadline do
-    local v = probe()
-    if v then return v end
-    core.sleep(0.02)
-  end
-  error("timed out waiting for " .. what, 2)
-end
+local await = fixture.await
 
 describe("alerts over a webhook", function()
   local srv

@@ -52,6 +52,21 @@ end
 fixture.read_file = read_file
 
 --- Creates a fresh private temporary directory and returns its path.
+--- Inside a task: polls `probe` every `every` seconds (0.02) until it
+--- returns a true value, which it returns; fails the spec after `seconds`.
+--- For waiting on another process (a receiver, Alertmanager) while the loop
+--- goes on with moonwatch's own work.
+function fixture.await(what, seconds, probe, every)
+  local core = require("moonwatch.core")
+  local deadline = core.now() + seconds
+  while core.now() < deadline do
+    local v = probe()
+    if v then return v end
+    core.sleep(every or 0.02)
+  end
+  error("timed out waiting for " .. what, 2)
+end
+
 function fixture.tmpdir()
   local path = os.tmpname() -- creates an empty file with a unique name
   os.remove(path)
