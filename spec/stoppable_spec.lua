@@ -138,6 +138,16 @@ signal.pause()
       return n == 3 and n
     end)
     assert.equal(3, fds)
+    -- and until it catches SIGTERM (SigCgt bit 14, signal 15): the fds are reopened
+    -- before the handler is in place, so a SIGTERM at once could kill it
+    local caught = daemon.wait_for(5, function()
+      local f = io.open("/proc/" .. d.pid .. "/status")
+      local status = f and f:read("a") or ""
+      if f then f:close() end
+      local mask = tonumber(status:match("SigCgt:%s*(%x+)") or "0", 16)
+      return mask & (1 << 14) ~= 0
+    end)
+    assert.is_true(caught, "the daemon never caught SIGTERM")
     d:signal("TERM")
     assert.equal(0, (d:wait_exit()))
   end)
