@@ -494,3 +494,49 @@ describe("conditions on real responses", function()
     assert.equals("no certificate: the response came over plain http (" .. r.url .. ")", reason)
   end)
 end)
+
+describe("conditions.compiler (the conditions of another kind of probe)", function()
+  local util = conditions.util
+  local compile = conditions.compiler{
+    keys = { "reply_contains", "max_response_ms", "check" },
+    compilers = {
+      reply_contains = function(v)
+        if type(v) ~= "string" then util.bad("must be a string, got %s", util.show(v)) end
+        return function(r)
+          if r.reply:find(v, 1, true) then return nil end
+          return ("reply %s does not contain %s"):format(util.quote(r.reply), util.quote(v))
+        end
+      end,
+      max_response_ms = util.max_response_ms,
+      check = util.check,
+    },
+    example = 'reply_contains = "+PONG"',
+  }
+
+  it("judge results in the order of its keys", function()
+    local judge = assert(compile({ reply_contains = "+PONG", max_response_ms = 100 }, WHERE))
+    assert.same({ true }, { judge{ reply = "+PONG\r\n", time = { total = 0.01 } } })
+    assert.same({ false, 'reply "-ERR\\r\\n" does not contain "+PONG"' },
+      { judge{ reply = "-ERR\r\n", time = { total = 0.5 } } })
+    assert.same({ false, "response took 500 ms, expected below 100 ms" },
+      { judge{ reply = "+PONG", time = { total = 0.5 } } })
+  end)
+
+  it("is up with no conditions and no defaults", function()
+    assert.is_true((assert(compile(nil, WHERE))({})))
+  end)
+
+  it("name unknown conditions with the closest known one, and bad values", function()
+    local judge, err = compile({ reply_contain = "x" }, WHERE)
+    assert.is_nil(judge)
+    assert.equals("monitors.example: unknown condition 'reply_contain' "
+      .. "(did you mean 'reply_contains'?)", err)
+    judge, err = compile({ reply_contains = 3 }, WHERE)
+    assert.is_nil(judge)
+    assert.equals("monitors.example.expect.reply_contains: must be a string, got 3", err)
+    judge, err = compile({ "x" }, WHERE)
+    assert.is_nil(judge)
+    assert.equals('monitors.example.expect: conditions are named (reply_contains = "+PONG"),'
+      .. ' got 1 = "x"', err)
+  end)
+end)

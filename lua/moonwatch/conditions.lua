@@ -21,9 +21,6 @@ M.KEYS = { "status", "max_response_ms", "body_size", "cert_valid_days", "header"
            "body_contains", "body_not_contains", "body_matches", "body_not_matches",
            "json", "check" }
 
-local KNOWN = {}
-for _, k in ipairs(M.KEYS) do KNOWN[k] = true end
-
 local find, format, floor, mtype = string.find, string.format, math.floor, math.type
 
 -- Judges that read the certificate; weak, and only those are in it.
@@ -707,18 +704,8 @@ local COMPILERS = {
   check = compile_check,
 }
 
---- Compiles conditions into a judge: function(response) -> true | false, reason.
---- `expect` is nil or {} (status 200-299), a table of conditions, or a
---- function (a `check`). `where` prefixes the error messages
---- ("monitors.example").
----@param expect table|function|nil
----@param where? string
----@return (fun(response: table): boolean, string?)|nil judge
----@return string? error
-local default_judge -- expect = nil: one judge for every monitor
-
-function M.compile(expect, where)
-  if expect == nil and default_judge then return default_judge end
+-- Builds a judge from expect for a kind of probe (see M.compiler).
+local function build(kind, expect, where)
   local prefix = where and (where .. ".expect") or "expect"
   if type(expect) == "function" then expect = { check = expect } end
   if expect == nil then expect = {} end
@@ -728,51 +715,99 @@ function M.compile(expect, where)
   end
   for k, v in pairs(expect) do
     if type(k) ~= "string" then
-      return nil, format("%s: conditions are named (status = 200, body_contains = \"ok\", ...),"
-        .. " got %s = %s", prefix, show(k), show(v))
+      return nil, format("%s: conditions are named (%s), got %s = %s", prefix, kind.example,
+        show(k), show(v))
     end
-    if not KNOWN[k] then
+    if not kind.compilers[k] then
       return nil, format("%s: unknown condition '%s'%s", where or "expect", k,
-        suggest.hint(k, M.KEYS))
+        suggest.hint(k, kind.keys))
     end
   end
   local checks = {}
-  for _, key in ipairs(M.KEYS) do
+  for _, key in ipairs(kind.keys) do
     local v = expect[key]
     if v ~= nil then
-      local ok, check = pcall(COMPILERS[key], v)
+      local ok, check = pcall(kind.compilers[key], v)
       if not ok then
         if getmetatable(check) ~= Bad then error(check, 0) end
         local sep = check.msg:sub(1, 1) == "[" and "" or ": "
         return nil, format("%s.%s%s%s", prefix, key, sep, check.msg)
       end
       checks[#checks + 1] = check
-    elseif key == "status" then
-      checks[#checks + 1] = DEFAULT_STATUS
+    elseif kind.defaults and kind.defaults[key] then
+      checks[#checks + 1] = kind.defaults[key]
     end
   end
   local n = #checks
-  local judge
+  if n == 0 then return function() return true end end
   if n == 1 then
     local only = checks[1]
-    judge = function(response)
+    return function(response)
       local why = only(response)
       if why then return false, why end
       return true
     end
-  else
-    judge = function(response)
-      for i = 1, n do
-        local why = checks[i](response)
-        if why then return false, why end
-      end
-      return true
-    end
   end
-  if expect.cert_valid_days ~= nil then cert_judges[judge] = true end
-  if n == 1 and checks[1] == DEFAULT_STATUS then default_judge = judge end
+  return function(response)
+    for i = 1, n do
+      local why = checks[i](response)
+      if why then return false, why end
+    end
+    return true
+  end
+end
+
+--- A compile function for another kind of probe (TCP, DNS, ...):
+---     local compile = conditions.compiler{ keys = { "reply_contains", "check" },
+---       compilers = { reply_contains = fn, check = conditions.util.check },
+---       example = 'reply_contains = "+PONG"' }
+---     local judge, err = compile(expect, "monitors.redis")
+--- keys: the conditions in the order they are tried; compilers[key](value)
+--- returns check(result) -> nil | reason and raises with util.bad on a bad
+--- value; defaults[key]: a check used when expect does not set key.
+---@param kind {keys: string[], compilers: table, defaults?: table, example?: string}
+---@return fun(expect: table|function|nil, where?: string): (function|nil), string?
+function M.compiler(kind)
+  kind.example = kind.example or "see the README's conditions"
+  return function(expect, where) return build(kind, expect, where) end
+end
+
+local HTTP = {
+  keys = M.KEYS,
+  compilers = COMPILERS,
+  defaults = { status = DEFAULT_STATUS },
+  example = 'status = 200, body_contains = "ok", ...',
+}
+
+--- Compiles an HTTP monitor's conditions into a judge: function(response)
+--- -> true | false, reason. `expect` is nil or {} (status 200-299), a table
+--- of conditions, or a function (a `check`). `where` prefixes the error
+--- messages ("monitors.example").
+---@param expect table|function|nil
+---@param where? string
+---@return (fun(response: table): boolean, string?)|nil judge
+---@return string? error
+local default_judge -- expect = nil: one judge for every monitor
+
+function M.compile(expect, where)
+  if expect == nil and default_judge then return default_judge end
+  local judge, err = build(HTTP, expect, where)
+  if not judge then return nil, err end
+  if type(expect) == "table" and expect.cert_valid_days ~= nil then cert_judges[judge] = true end
+  if expect == nil then default_judge = judge end
   return judge
 end
+
+--- What other kinds' compilers build on: bad(fmt, ...) raises a compile
+--- error; show(v) and number_text(n) write values into reasons; strings(v,
+--- what) and regex(pattern) read common values; positive_number(v, what);
+--- check compiles the `check` condition (any Lua function of the result);
+--- max_response_ms reads result.time.total.
+M.util = {
+  bad = bad, show = show, quote = quote, number_text = number_text, strings = strings,
+  regex = regex, positive_number = positive_number, is_list = is_list,
+  check = compile_check, max_response_ms = compile_max_response_ms,
+}
 
 --- Whether judge reads the certificate (the request must set cert_info).
 ---@param judge function
