@@ -140,5 +140,7 @@ describe("alerts across a restart (real daemon, real SQLite file)", function()
     local docs = received(srv, "r")
     assert.same({ "example down", "example up" }, states_of(docs))
     assert.is_true(docs[2].down_for_s > 0)
+    -- the resolve made before the restart, with its id
+    assert.equal("up " .. docs[1].since .. " example", docs[2].id)
   end)
 end)

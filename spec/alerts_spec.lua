@@ -79,6 +79,12 @@ describe("alerts", function()
     drain()
     assert.same({ "app down", "app down reminder", "app down reminder", "app up" },
       t.rec:summary())
+    -- each event has its own id, which a receiver uses to drop a repeat
+    local since = t.rec.events[1].since
+    assert.equal("down " .. since .. " app", t.rec.events[1].id)
+    assert.equal("reminder " .. t.rec.events[2].at .. " app", t.rec.events[2].id)
+    assert.are_not.equal(t.rec.events[2].id, t.rec.events[3].id)
+    assert.equal("up " .. since .. " app", t.rec.events[4].id)
   end)
 
   it("send_on_resolved = false sends no up", function()

@@ -282,11 +282,15 @@ end
 local function event_of(self, a, state, now)
   local sent = a.sent
   local e = self.state:get(a.name)
+  local since = rfc3339(sent and sent.since or e and e.since or now)
   local ev = {
+    -- the same for every delivery of this event, across restarts too: a
+    -- receiver drops a repeat by it (delivery is at least once)
+    id = state .. " " .. since .. " " .. a.name,
     monitor = a.name,
     state = state,
     reason = state == "down" and (e and e.reason or sent and sent.reason) or nil,
-    since = rfc3339(sent and sent.since or e and e.since or now),
+    since = since,
     at = rfc3339(now),
     url = a.url,
   }
@@ -316,6 +320,7 @@ local function arm_reminder(self, a)
     if not a.sent or not e or e.state ~= "DOWN" then return end
     local ev = event_of(self, a, "down", self.clock:now())
     ev.reminder = true
+    ev.id = "reminder " .. ev.at .. " " .. a.name
     enqueue(self, a, ev)
     arm_reminder(self, a)
   end)
