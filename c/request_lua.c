@@ -293,64 +293,7 @@ static int l_request_tostring(lua_State *L) {
 
 /* Options */
 
-static int opt_error(lua_State *L, const char *name, const char *want) {
-  /* a number out of range is shown, anything else by its type */
-  const char *got =
-      lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL) : luaL_typename(L, -1);
-  return luaL_error(L, "http request: option '%s' must be %s, got %s", name, want, got);
-}
-
-static double opt_seconds(lua_State *L, const char *name, double def) {
-  int t = lua_getfield(L, 1, name);
-  double v = def;
-  if (t != LUA_TNIL) {
-    if (t != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 86400)
-      opt_error(L, name, "a number of seconds in (0, 86400]");
-    v = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-static lua_Integer opt_count(lua_State *L, const char *name, lua_Integer def, lua_Integer max) {
-  int t = lua_getfield(L, 1, name);
-  lua_Integer v = def;
-  if (t != LUA_TNIL) {
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > max)
-      opt_error(L, name, "a non-negative integer");
-    v = lua_tointeger(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-static int opt_bool(lua_State *L, const char *name, int def) {
-  int t = lua_getfield(L, 1, name);
-  int v = def;
-  if (t != LUA_TNIL) {
-    if (t != LUA_TBOOLEAN)
-      opt_error(L, name, "a boolean");
-    v = lua_toboolean(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-/* Returns the option's string, kept alive by the options table, or NULL. */
-static const char *opt_string(lua_State *L, const char *name) {
-  int t = lua_getfield(L, 1, name);
-  const char *v = NULL;
-  if (t != LUA_TNIL) {
-    if (t != LUA_TSTRING)
-      opt_error(L, name, "a string");
-    size_t len = 0;
-    v = lua_tolstring(L, -1, &len);
-    if (strlen(v) != len)
-      luaL_error(L, "http request: option '%s' must not contain a NUL byte", name);
-  }
-  lua_pop(L, 1);
-  return v;
-}
+#define WHAT "http request"
 
 static int valid_header_part(const char *s, size_t len, int name) {
   if (name && len == 0)
@@ -367,7 +310,7 @@ static struct curl_slist *opt_headers(lua_State *L) {
     return NULL;
   }
   if (!lua_istable(L, -1))
-    opt_error(L, "headers", "a table");
+    opts_error(L, WHAT, "headers", "a table");
   struct curl_slist *list = NULL;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -418,11 +361,11 @@ static struct curl_slist *opt_headers(lua_State *L) {
 static void options_read(lua_State *L, mw_request_options *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  opts_check_known(L, 1, option_names, "http request");
-  o->url = opt_string(L, "url");
+  opts_check_known(L, 1, option_names, WHAT);
+  o->url = opts_string(L, 1, WHAT, "url", 0);
   if (!o->url)
     luaL_error(L, "http request: option 'url' is required");
-  const char *method = opt_string(L, "method");
+  const char *method = opts_string(L, 1, WHAT, "method", 0);
   if (!method)
     method = "GET";
   for (const char *c = method; *c; c++)
@@ -434,25 +377,25 @@ static void options_read(lua_State *L, mw_request_options *o) {
   o->body_len = 0;
   lua_getfield(L, 1, "body");
   if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-    opt_error(L, "body", "a string");
+    opts_error(L, WHAT, "body", "a string");
   o->body = lua_tolstring(L, -1, &o->body_len);
   lua_pop(L, 1); /* still referenced by the options table */
   /* Servers expect a Content-Length on these even when empty. */
   if (!o->body &&
       (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0))
     o->body = "";
-  o->timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
-  o->connect_timeout = opt_seconds(L, "connect_timeout", o->timeout);
-  o->follow = opt_bool(L, "follow_redirects", 0);
-  o->max_redirects = (long)opt_count(L, "max_redirects", DEFAULT_MAX_REDIRECTS, 1000);
-  o->trust_redirects = opt_bool(L, "trust_redirects", 0);
-  o->allow_insecure = opt_bool(L, "allow_insecure_redirects", 0);
-  o->verify = opt_bool(L, "verify", 1);
-  o->ca_file = opt_string(L, "ca_file");
-  o->max_body = (size_t)opt_count(L, "max_body", DEFAULT_MAX_BODY, (lua_Integer)1 << 40);
-  o->fresh = opt_bool(L, "fresh_connection", 0);
-  o->user_agent = opt_string(L, "user_agent");
-  o->cert_info = opt_bool(L, "cert_info", 0);
+  o->timeout = opts_seconds(L, 1, WHAT, "timeout", DEFAULT_TIMEOUT);
+  o->connect_timeout = opts_seconds(L, 1, WHAT, "connect_timeout", o->timeout);
+  o->follow = opts_bool(L, 1, WHAT, "follow_redirects", 0);
+  o->max_redirects = (long)opts_count(L, 1, WHAT, "max_redirects", DEFAULT_MAX_REDIRECTS, 1000);
+  o->trust_redirects = opts_bool(L, 1, WHAT, "trust_redirects", 0);
+  o->allow_insecure = opts_bool(L, 1, WHAT, "allow_insecure_redirects", 0);
+  o->verify = opts_bool(L, 1, WHAT, "verify", 1);
+  o->ca_file = opts_string(L, 1, WHAT, "ca_file", 0);
+  o->max_body = (size_t)opts_count(L, 1, WHAT, "max_body", DEFAULT_MAX_BODY, (lua_Integer)1 << 40);
+  o->fresh = opts_bool(L, 1, WHAT, "fresh_connection", 0);
+  o->user_agent = opts_string(L, 1, WHAT, "user_agent", 0);
+  o->cert_info = opts_bool(L, 1, WHAT, "cert_info", 0);
   o->headers = NULL;
 }
 

@@ -82,40 +82,7 @@ static void on_wait_cancel(void *data) {
 
 /* Options */
 
-static int opt_error(lua_State *L, const char *name, const char *want) {
-  const char *got =
-      lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL) : luaL_typename(L, -1);
-  return luaL_error(L, "smtp send: option '%s' must be %s, got %s", name, want, got);
-}
-
-static const char *opt_string(lua_State *L, const char *name, int required) {
-  int t = lua_getfield(L, 1, name);
-  const char *v = NULL;
-  if (t == LUA_TNIL && required)
-    luaL_error(L, "smtp send: option '%s' is required", name);
-  if (t != LUA_TNIL) {
-    if (t != LUA_TSTRING)
-      opt_error(L, name, "a string");
-    size_t len = 0;
-    v = lua_tolstring(L, -1, &len);
-    if (strlen(v) != len)
-      luaL_error(L, "smtp send: option '%s' must not contain a NUL byte", name);
-  }
-  lua_pop(L, 1); /* still referenced by the options table */
-  return v;
-}
-
-static double opt_seconds(lua_State *L, const char *name, double def) {
-  int t = lua_getfield(L, 1, name);
-  double v = def;
-  if (t != LUA_TNIL) {
-    if (t != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 86400)
-      opt_error(L, name, "a number of seconds in (0, 86400]");
-    v = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
+#define WHAT "smtp send"
 
 /* An envelope address: curl puts it in angle brackets; a space, a bracket
  * or a control character would end the command or start another. */
@@ -144,7 +111,7 @@ static void check_recipients(lua_State *L) {
   if (t == LUA_TNIL)
     luaL_error(L, "smtp send: option 'to' is required");
   if (t != LUA_TTABLE)
-    opt_error(L, "to", "a list of addresses");
+    opts_error(L, WHAT, "to", "a list of addresses");
   lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
   if (n == 0)
     luaL_error(L, "smtp send: option 'to' must list at least one address");
@@ -222,9 +189,9 @@ static long opt_starttls(lua_State *L, int smtps) {
 static void options_read(lua_State *L, mw_smtp_options *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  opts_check_known(L, 1, option_names, "smtp send");
+  opts_check_known(L, 1, option_names, WHAT);
   memset(o, 0, sizeof *o);
-  o->url = opt_string(L, "url", 1);
+  o->url = opts_string(L, 1, WHAT, "url", 1);
   const char *err = smtp_check_url(o->url);
   if (err)
     luaL_error(L, "smtp send: option 'url': %s", err);
@@ -237,22 +204,22 @@ static void options_read(lua_State *L, mw_smtp_options *o) {
   if (lua_getfield(L, 1, "message") == LUA_TNIL)
     luaL_error(L, "smtp send: option 'message' is required");
   if (lua_type(L, -1) != LUA_TSTRING)
-    opt_error(L, "message", "a string");
+    opts_error(L, WHAT, "message", "a string");
   o->message = lua_tolstring(L, -1, &o->message_len);
   check_message(L, o->message, o->message_len);
   lua_pop(L, 1);
   o->use_ssl = opt_starttls(L, strncmp(o->url, "smtps:", 6) == 0);
-  o->username = opt_string(L, "username", 0);
-  o->password = opt_string(L, "password", 0);
+  o->username = opts_string(L, 1, WHAT, "username", 0);
+  o->password = opts_string(L, 1, WHAT, "password", 0);
   if (o->password && !o->username)
     luaL_error(L, "smtp send: option 'password' needs the option 'username'");
   if (lua_getfield(L, 1, "verify") != LUA_TNIL && !lua_isboolean(L, -1))
-    opt_error(L, "verify", "a boolean");
+    opts_error(L, WHAT, "verify", "a boolean");
   o->verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_pop(L, 1);
-  o->ca_file = opt_string(L, "ca_file", 0);
-  o->timeout = opt_seconds(L, "timeout", DEFAULT_TIMEOUT);
-  o->connect_timeout = opt_seconds(L, "connect_timeout", o->timeout);
+  o->ca_file = opts_string(L, 1, WHAT, "ca_file", 0);
+  o->timeout = opts_seconds(L, 1, WHAT, "timeout", DEFAULT_TIMEOUT);
+  o->connect_timeout = opts_seconds(L, 1, WHAT, "connect_timeout", o->timeout);
   check_recipients(L); /* left on the stack, for recipients_list */
 }
 
