@@ -20,10 +20,10 @@ local function write(path, text)
   f:close()
 end
 
--- The lua blocks of the README's "### Alerts", in order.
+-- The lua blocks of the README's "## Alerts", in order.
 local function blocks()
   local text = read("README.md")
-  local start = assert(text:find("\n### Alerts\n", 1, true), "no README section Alerts")
+  local start = assert(text:find("\n## Alerts\n", 1, true), "no README section Alerts")
   local stop = text:find("\n##", start + 1, true) or #text
   local list = {}
   for b in text:sub(start, stop):gmatch("```lua\n(.-)```") do list[#list + 1] = b end
