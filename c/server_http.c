@@ -165,6 +165,7 @@ static void res_reset(mw_server_res *res) {
   res->status = 0;
   res->started = res->ended = res->held = res->streaming = 0;
   res->head.len = res->body.len = 0;
+  res->head_body_len = 0;
   res->produce = NULL;
   res->data = NULL;
   res->release = res->gone = NULL;
@@ -196,8 +197,12 @@ void server_res_header(mw_server_res *res, const char *name, const char *value) 
 
 void server_res_write(mw_server_res *res, const char *p, size_t n) {
   /* a stream's pieces go out only from its produce function */
-  if (!res->started || res->ended || res->head_only || res->streaming == 1)
+  if (!res->started || res->ended || res->streaming == 1)
     return;
+  if (res->head_only) { /* counted for Content-Length, as GET would send it */
+    res->head_body_len += n;
+    return;
+  }
   sbuf_add(res->streaming ? &res->c->out : &res->body, p, n);
 }
 
@@ -226,7 +231,8 @@ void server_res_end(mw_server_res *res) {
   server_conn *c = res->c;
   res_write_head(res);
   char line[64];
-  int n = snprintf(line, sizeof line, "Content-Length: %zu\r\n\r\n", res->body.len);
+  int n = snprintf(line, sizeof line, "Content-Length: %zu\r\n\r\n",
+                   res->head_only ? res->head_body_len : res->body.len);
   sbuf_add(&c->out, line, (size_t)n);
   if (!res->head_only)
     sbuf_add(&c->out, res->body.p, res->body.len);

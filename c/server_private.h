@@ -103,6 +103,7 @@ struct mw_server_res {
   int status;
   int started, ended, held, streaming, head_only, keep_alive;
   sbuf head, body;
+  size_t head_body_len; /* what a HEAD's body would have been */
   mw_server_produce_fn produce;
   void *data;
   mw_server_release_fn release, gone;
