@@ -352,6 +352,8 @@ static int request_build(server_conn *c) {
     req->path = url + u.field_data[UF_PATH].off;
     url[u.field_data[UF_PATH].off + u.field_data[UF_PATH].len] = '\0';
   }
+  if (req->path[0] != '/') /* "*" of OPTIONS: no route could have it */
+    return -1;
   if (u.field_set & (1 << UF_QUERY)) {
     req->query = url + u.field_data[UF_QUERY].off;
     url[u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len] = '\0';
@@ -426,6 +428,10 @@ static void request_dispatch(server_conn *c) {
   res_reset(res);
   res->keep_alive = http_should_keep_alive(&c->parser) && !c->parser.upgrade;
   res->head_only = c->parser.method == HTTP_HEAD;
+  if (c->parser.http_major != 1) {
+    server_conn_error(c, 505);
+    return;
+  }
   if (request_build(c) != 0) {
     server_conn_error(c, 400);
     return;
