@@ -6,7 +6,9 @@ local log = require("moonwatch.log")
 local mime = require("mime")
 local socket = require("socket")
 
-local function url(port, path, host) return ("http://%s:%d%s"):format(host or "127.0.0.1", port, path) end
+local function url(port, path, host)
+  return ("http://%s:%d%s"):format(host or "127.0.0.1", port, path)
+end
 
 local function get(port, path, opts)
   opts = opts or {}
@@ -165,7 +167,8 @@ describe("core.http_server", function()
 
     it("says why it cannot listen", function()
       with_server({}, function(_, port)
-        fails({ listen = "127.0.0.1:" .. port }, "cannot listen on 127.0.0.1:%d+: Address already in use")
+        fails({ listen = "127.0.0.1:" .. port },
+          "cannot listen on 127.0.0.1:%d+: Address already in use")
       end)
     end)
   end)
@@ -521,11 +524,12 @@ describe("core.http_server", function()
         local r = get(port, "/x")
         assert.equals(401, r.status)
         assert.equals('Bearer realm="moonwatch"', r.headers["www-authenticate"])
-        assert.equals(401, get(port, "/x", { headers = { Authorization = "Bearer nope" } }).status)
-        assert.equals(401, get(port, "/x", { headers = { Authorization = "Bearer s3cret2" } }).status)
-        assert.equals(401, get(port, "/x", { headers = { Authorization = "Basic s3cret" } }).status)
-        assert.equals(200, get(port, "/x", { headers = { Authorization = "Bearer s3cret" } }).status)
-        assert.equals(200, get(port, "/x", { headers = { Authorization = "bearer s3cret" } }).status)
+        local function with(h) return get(port, "/x", { headers = { Authorization = h } }).status end
+        assert.equals(401, with("Bearer nope"))
+        assert.equals(401, with("Bearer s3cret2"))
+        assert.equals(401, with("Basic s3cret"))
+        assert.equals(200, with("Bearer s3cret"))
+        assert.equals(200, with("bearer s3cret"))
       end)
     end)
 
@@ -534,7 +538,9 @@ describe("core.http_server", function()
         local r = get(port, "/x")
         assert.equals(401, r.status)
         assert.matches('^Basic realm="moonwatch"', r.headers["www-authenticate"])
-        local function with(h) return get(port, "/x", { headers = { Authorization = h } }).status end
+        local function with(h)
+          return get(port, "/x", { headers = { Authorization = h } }).status
+        end
         assert.equals(200, with(basic("ann", "pw:1")))
         assert.equals(401, with(basic("ann", "pw:2")))
         assert.equals(401, with(basic("bob", "pw:1")))
@@ -548,7 +554,8 @@ describe("core.http_server", function()
                     auth_always = { "/-/reload" } }, function(_, port)
         assert.equals(200, get(port, "/open").status)
         assert.equals(401, get(port, "/-/reload").status)
-        assert.equals(200, get(port, "/-/reload", { headers = { Authorization = "Bearer t" } }).status)
+        local authorized = { headers = { Authorization = "Bearer t" } }
+        assert.equals(200, get(port, "/-/reload", authorized).status)
       end)
     end)
 
@@ -602,7 +609,8 @@ describe("core.http_server", function()
       f:write(script)
       f:close()
       local bin = os.getenv("MOONWATCH_BIN")
-      local cmd = bin and (bin .. " -l " .. path) or ("LUA_CPATH='build/lib/?.so;;' lua5.4 " .. path)
+      local cmd = bin and (bin .. " -l " .. path)
+        or ("LUA_CPATH='build/lib/?.so;;' lua5.4 " .. path)
       local p = assert(io.popen(cmd .. " 2>&1"))
       local out = p:read("a")
       local ok = p:close()
