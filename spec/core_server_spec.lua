@@ -517,6 +517,10 @@ describe("core.http_server", function()
   end)
 
   describe("auth", function()
+    local function authorized_status(port, authorization)
+      return get(port, "/x", { headers = { Authorization = authorization } }).status
+    end
+
     local function basic(user, password) return "Basic " .. mime.b64(user .. ":" .. password) end
 
     it("with a bearer token, answers 401 without it", function()
@@ -524,7 +528,7 @@ describe("core.http_server", function()
         local r = get(port, "/x")
         assert.equals(401, r.status)
         assert.equals('Bearer realm="moonwatch"', r.headers["www-authenticate"])
-        local function with(h) return get(port, "/x", { headers = { Authorization = h } }).status end
+        local function with(h) return authorized_status(port, h) end
         assert.equals(401, with("Bearer nope"))
         assert.equals(401, with("Bearer s3cret2"))
         assert.equals(401, with("Basic s3cret"))
@@ -538,9 +542,7 @@ describe("core.http_server", function()
         local r = get(port, "/x")
         assert.equals(401, r.status)
         assert.matches('^Basic realm="moonwatch"', r.headers["www-authenticate"])
-        local function with(h)
-          return get(port, "/x", { headers = { Authorization = h } }).status
-        end
+        local function with(h) return authorized_status(port, h) end
         assert.equals(200, with(basic("ann", "pw:1")))
         assert.equals(401, with(basic("ann", "pw:2")))
         assert.equals(401, with(basic("bob", "pw:1")))
