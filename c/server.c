@@ -13,9 +13,10 @@
 #include "server_private.h"
 
 #define ACCEPT_PER_EVENT 64
-#define REJECT_MAX 64      /* connections answered 503 at once, at most */
-#define LINGER_MS 2000     /* reading what a client still sends after our close */
-#define LINGER_BYTES 65536 /* ... and how much of it */
+#define REJECT_MAX 64       /* connections answered 503 at once, at most */
+#define LINGER_MS 2000      /* reading what a client still sends after our close */
+#define LINGER_BYTES 65536  /* ... and how much of it */
+#define ACCEPT_PAUSE_MS 100 /* out of fds: the time until accepting again */
 
 enum { TIMER_NONE, TIMER_IDLE, TIMER_REQUEST, TIMER_WRITE, TIMER_LINGER };
 
@@ -324,6 +325,19 @@ static void conn_accept(mw_server *s, int fd, const struct sockaddr_storage *ss)
   conn_update(c);
 }
 
+static void on_resume_accepting(uv_timer_t *t) {
+  mw_server *s = t->data;
+  for (int i = 0; i < s->nlisteners; i++)
+    loop_fd_watch(&s->listeners[i]->w, UV_READABLE);
+}
+
+/* Out of fds: accepting again in a while, once some connections are gone. */
+static void server_pause_accepting(mw_server *s) {
+  for (int i = 0; i < s->nlisteners; i++)
+    loop_fd_watch(&s->listeners[i]->w, 0);
+  uv_timer_start(s->accept_timer, on_resume_accepting, ACCEPT_PAUSE_MS, 0);
+}
+
 static void listener_on_events(mw_fd *w, int status, int events) {
   (void)events;
   server_listener *l = (server_listener *)w;
@@ -333,8 +347,11 @@ static void listener_on_events(mw_fd *w, int status, int events) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int fd = accept4(w->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
-      return; /* EAGAIN, or out of fds: the rest wait in the backlog */
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        server_pause_accepting(l->s); /* else the backlog keeps the fd readable: a busy loop */
+      return;                         /* EAGAIN: the rest come with the next event */
+    }
     conn_accept(l->s, fd, &ss);
   }
 }
@@ -484,6 +501,15 @@ mw_server *server_open(mw_loop *loop, const char *listen, const mw_server_option
     return NULL;
   }
   s->loop = loop;
+  s->accept_timer = malloc(sizeof *s->accept_timer);
+  if (!s->accept_timer) {
+    snprintf(err, errsz, "out of memory");
+    server_free(s);
+    return NULL;
+  }
+  uv_timer_init(&loop->uv, s->accept_timer);
+  s->accept_timer->data = s;
+  s->refs++; /* the timer, until its close callback */
   char why[128];
   int bound = listener_open(s, &ss, len, why, sizeof why);
   if (bound < 0) {
@@ -501,6 +527,12 @@ mw_server *server_open(mw_loop *loop, const char *listen, const mw_server_option
   return s;
 }
 
+static void accept_timer_closed(uv_handle_t *h) {
+  mw_server *s = h->data;
+  free(h);
+  server_unref(s);
+}
+
 void server_close(mw_server *s) {
   if (s->closed)
     return;
@@ -514,6 +546,8 @@ void server_close(mw_server *s) {
     close(fd);
   }
   s->nlisteners = 0;
+  if (s->accept_timer)
+    uv_close((uv_handle_t *)s->accept_timer, accept_timer_closed);
   mw_list *node;
   while ((node = list_first(&s->conns)))
     conn_close(list_entry(node, server_conn, link));

@@ -185,9 +185,16 @@ void server_res_start(mw_server_res *res, int status, const char *content_type) 
   }
 }
 
+/* The headers the server writes itself: a second copy would corrupt the
+ * framing. */
+static int framing(const char *name) {
+  return !strcasecmp(name, "content-length") || !strcasecmp(name, "transfer-encoding") ||
+         !strcasecmp(name, "connection") || !strcasecmp(name, "date");
+}
+
 void server_res_header(mw_server_res *res, const char *name, const char *value) {
   if (!res->started || res->ended || res->streaming || !clean(name) || !clean(value) || !*name ||
-      strpbrk(name, ": \t"))
+      strpbrk(name, ": \t") || framing(name))
     return;
   sbuf_add(&res->head, name, strlen(name));
   sbuf_add(&res->head, ": ", 2);

@@ -78,6 +78,7 @@ struct mw_server {
   void *on_close_data;
   server_listener *listeners[MW_SERVER_LISTENERS_MAX];
   int nlisteners;
+  uv_timer_t *accept_timer; /* accepting again after running out of fds */
   char host[64];
   int port;
   mw_list conns;

@@ -232,6 +232,23 @@ describe("core.http_server", function()
       assert.matches("^127%.0%.0%.1:%d+$", seen.remote)
     end)
 
+    it("cannot set the framing headers the server writes", function()
+      with_server({ handler = function()
+        return 200, "abc", { ["Content-Length"] = "99", Connection = "close",
+                             ["transfer-encoding"] = "chunked", ["X-Ok"] = "1" }
+      end }, function(_, port)
+        local c = raw(port)
+        local s = c:send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"):read_until(has(1))
+        assert.matches("Content%-Length: 3\r\n", s)
+        assert.not_matches("99", s)
+        assert.not_matches("[Cc]hunked", s)
+        assert.not_matches("[Cc]onnection", s)
+        assert.matches("X%-Ok: 1\r\n", s)
+        assert.is_false(c.closed)
+        c:close()
+      end)
+    end)
+
     it("may wait in core calls", function()
       with_server({ handler = function(req)
         core.sleep(0.02)
