@@ -28,10 +28,10 @@ local TEXT = { ["Content-Type"] = "text/plain; charset=utf-8" }
 local ALLOW_GET = { ["Content-Type"] = "text/plain; charset=utf-8", Allow = "GET, HEAD" }
 local ALLOW_POST = { ["Content-Type"] = "text/plain; charset=utf-8", Allow = "POST" }
 
--- A private instance: its number precision (14, its most: Unix times to
+-- A private instance, made by the first Endpoint (lua-cjson is Debian's
+-- package, not a rock): its number precision (14, its most: Unix times to
 -- 0.1 ms) is ours.
-local cjson = require("cjson").new()
-cjson.encode_number_precision(14)
+local cjson
 
 ---@class moonwatch.Endpoint
 local Endpoint = {}
@@ -91,6 +91,10 @@ local function json_error(status, message) return json(status, { error = message
 ---@return moonwatch.Endpoint
 function M.new(kwargs)
   local dispatcher, state = check_options(kwargs)
+  if not cjson then
+    cjson = require("cjson").new()
+    cjson.encode_number_precision(14)
+  end
   local self = setmetatable({
     dispatcher = dispatcher,
     state = state,
