@@ -111,16 +111,30 @@ describe("mw.Endpoint", function()
       end)
     end)
 
-    it("/readyz is 503 until the Dispatcher runs, 200 then, 503 once it stops", function()
+    it("/readyz is 503 until the Dispatcher runs, 200 then", function()
       with_endpoint({}, function(_, port, d)
         assert.equals(503, request(port, "/readyz").status)
         d:start()
         local r = request(port, "/readyz")
         assert.equals(200, r.status)
         assert.equals("ready\n", r.body)
-        d:stop()
-        assert.equals(503, request(port, "/readyz").status)
       end)
+    end)
+
+    it("closes when the Dispatcher stops, so the loop can end", function()
+      local d = dispatcher()
+      core.run(function()
+        local ep = mw.Endpoint{ listen = "127.0.0.1:0", dispatcher = d }
+        local _, port = ep:address()
+        d:start()
+        assert.equals(200, request(port, "/readyz").status)
+        d:stop()
+        local r, _, kind = core.http_request{ url = ("http://127.0.0.1:%d/readyz"):format(port) }
+        assert.is_nil(r)
+        assert.equals("refused", kind)
+      end)
+      core.run() -- returns: nothing is left listening
+      assert.equals(0, core.stats().handles)
     end)
   end)
 

@@ -12,7 +12,7 @@
 ---
 --- It listens once built, and hears each result as a consumer of the
 --- Dispatcher (added with `dispatcher:add_consumer`), keeping a small copy
---- of each monitor's last result. With `auth` (a bearer token, or a user
+--- of each monitor's last result; it closes when the Dispatcher stops. With `auth` (a bearer token, or a user
 --- and password) every request needs it; `/-/reload` always needs it when
 --- the server listens beyond loopback, so lifecycle without auth there is
 --- an error.
@@ -128,6 +128,10 @@ function Endpoint:address() return self.server:address() end
 
 --- Stops listening and closes every connection.
 function Endpoint:close() self.server:close() end
+
+--- The Dispatcher stops (SIGTERM): so does the endpoint, whose listening
+--- socket would keep the loop running.
+function Endpoint:on_stop() self:close() end
 
 --- Keeps the facts of each monitor's last result (a table per monitor,
 --- reused: results are not kept alive for an interval).
