@@ -12,9 +12,10 @@
 ---
 --- It listens once built, and hears each result as a consumer of the
 --- Dispatcher (added with `dispatcher:add_consumer`), keeping a small copy
---- of each monitor's last result; it closes when the Dispatcher stops. With `auth` (a bearer token, or a user
---- and password) every request needs it; `/-/reload` always needs it when
---- the server listens beyond loopback, so lifecycle without auth there is
+--- of each monitor's last result; it closes when the Dispatcher stops.
+--- With `auth` (a bearer token, or a user and password) every request needs
+--- it (`scope = "marked"`: only `/-/reload`); `/-/reload` always needs it
+--- when the server listens beyond loopback, so lifecycle without auth there is
 --- an error.
 local core = require("moonwatch.core")
 
