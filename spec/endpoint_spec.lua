@@ -313,6 +313,48 @@ describe("mw.Endpoint", function()
     end)
   end)
 
+  describe("auth from files", function()
+    local dir
+    before_each(function() dir = os.tmpname() end)
+    after_each(function() os.remove(dir) end)
+
+    local function write(text)
+      local f = assert(io.open(dir, "w"))
+      f:write(text)
+      f:close()
+    end
+
+    it("reads the token or password from the first line of a file", function()
+      write("from-file\nignored\n")
+      with_endpoint({ auth = { bearer_file = dir } }, function(_, port)
+        assert.equals(401, request(port, "/healthz").status)
+        assert.equals(200, request(port, "/healthz",
+          { headers = { Authorization = "Bearer from-file" } }).status)
+      end)
+      with_endpoint({ auth = { user = "u", password_file = dir } }, function(_, port)
+        assert.equals(200, request(port, "/healthz",
+          { headers = { Authorization = "Basic " .. mime.b64("u:from-file") } }).status)
+      end)
+    end)
+
+    it("says what is wrong with the file", function()
+      local d = dispatcher()
+      local ok, err = pcall(mw.Endpoint, { dispatcher = d, listen = "127.0.0.1:0",
+                                           auth = { bearer_file = "/nonexistent/token" } })
+      assert.is_false(ok)
+      assert.matches("^Endpoint: option 'auth.bearer_file': cannot read /nonexistent/token", err)
+      write("\n")
+      ok, err = pcall(mw.Endpoint, { dispatcher = d, listen = "127.0.0.1:0",
+                                     auth = { user = "u", password_file = dir } })
+      assert.is_false(ok)
+      assert.matches("option 'auth.password_file': .* is empty", err)
+      ok, err = pcall(mw.Endpoint, { dispatcher = d, listen = "127.0.0.1:0",
+                                     auth = { bearer = "x", bearer_file = dir } })
+      assert.is_false(ok)
+      assert.matches("takes bearer or bearer_file, not both", err)
+    end)
+  end)
+
   describe("metrics", function()
     it("mounts them on /metrics of its server", function()
       local mounted

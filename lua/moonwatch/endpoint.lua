@@ -13,7 +13,8 @@
 --- It listens once built, and hears each result as a consumer of the
 --- Dispatcher (added with `dispatcher:add_consumer`), keeping a small copy
 --- of each monitor's last result; it closes when the Dispatcher stops.
---- With `auth` (a bearer token, or a user and password) every request needs
+--- With `auth` (`bearer` or `bearer_file`, or `user` and `password` or
+--- `password_file`: a file's first line) every request needs
 --- it (`scope = "marked"`: only `/-/reload`); `/-/reload` always needs it
 --- when the server listens beyond loopback, so lifecycle without auth there is
 --- an error.
@@ -77,6 +78,38 @@ local function check_options(kwargs)
   return d, state
 end
 
+-- The secret in a file (its first line), so it is not in monitors.lua.
+local function read_secret(path, what)
+  if type(path) ~= "string" then
+    error("Endpoint: option 'auth." .. what .. "' must be a path", 4)
+  end
+  local f, err = io.open(path, "rb")
+  if not f then error("Endpoint: option 'auth." .. what .. "': cannot read " .. err, 4) end
+  local secret = (f:read("a") or ""):match("^[^\r\n]*")
+  f:close()
+  if secret == "" then
+    error("Endpoint: option 'auth." .. what .. "': " .. path .. " is empty", 4)
+  end
+  return secret
+end
+
+-- auth for core.http_server: bearer_file and password_file read here.
+local function server_auth(auth)
+  if type(auth) ~= "table" then return auth end
+  local out = {}
+  for k, v in pairs(auth) do out[k] = v end
+  for _, key in ipairs({ "bearer", "password" }) do
+    local file = key .. "_file"
+    if out[file] ~= nil then
+      if out[key] ~= nil then
+        error("Endpoint: option 'auth' takes " .. key .. " or " .. file .. ", not both", 3)
+      end
+      out[key], out[file] = read_secret(out[file], file), nil
+    end
+  end
+  return out
+end
+
 local function decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
@@ -106,7 +139,7 @@ function M.new(kwargs)
   }, Endpoint)
   local opts = {
     listen = kwargs.listen or M.DEFAULT_LISTEN,
-    auth = kwargs.auth,
+    auth = server_auth(kwargs.auth),
     auth_always = kwargs.auth and { "/-/reload" } or nil,
     handler = function(req) return self:handle(req) end,
   }
