@@ -156,13 +156,14 @@ static void conn_timer_update(server_conn *c, int wrote) {
   }
 }
 
-/* A request began during a protocol call: its time starts now. */
+/* A request began during a protocol call: its time starts now, and the
+ * timer is armed afresh for whatever comes next (an idle time counts from
+ * the last request, not from the first). */
 static void conn_note_begun(server_conn *c, unsigned before) {
   if (c->begun == before)
     return;
   c->request_start_ms = uv_now(&c->s->loop->uv);
-  if (c->timer_kind == TIMER_REQUEST)
-    c->timer_kind = TIMER_NONE; /* the previous request's: armed again */
+  c->timer_kind = TIMER_NONE;
 }
 
 /* Returns -1 when the connection failed. */

@@ -515,6 +515,18 @@ describe("core.http_server", function()
       end)
     end)
 
+    it("counts idle_timeout from the last request", function()
+      with_server({ handler = echo, idle_timeout = 0.25 }, function(_, port)
+        local c = raw(port)
+        for i = 1, 5 do
+          c:send("GET /" .. i .. " HTTP/1.1\r\nHost: x\r\n\r\n"):read_until(has(i))
+          assert.is_false(c.closed, "closed before request " .. i)
+          core.sleep(0.1)
+        end
+        c:close()
+      end)
+    end)
+
     it("answers 503 past max_connections, and closes", function()
       with_server({ handler = echo, max_connections = 1 }, function(_, port)
         local first = raw(port)
