@@ -42,7 +42,8 @@ RUN scripts/build -DMOONWATCH_LUA_DIR=/opt/moonwatch/share/lua/5.4 \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libcurl4 libc-ares2 libpcre2-8-0 libssl3 libsqlite3-0 liblua5.4-0 lua-cjson \
+      libuv1 libcurl4 libc-ares2 libpcre2-8-0 libssl3 libsqlite3-0 libhttp-parser2.9 \
+      liblua5.4-0 lua-cjson \
       ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system moonwatch \

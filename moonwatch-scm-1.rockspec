@@ -27,7 +27,7 @@ dependencies = {
 }
 
 -- Debian 12: libuv1-dev, libcurl4-openssl-dev, libc-ares-dev, libpcre2-dev,
--- libssl-dev, libsqlite3-dev. curl/curl.h lives under /usr/include/<multiarch>/, where
+-- libssl-dev, libsqlite3-dev, libhttp-parser-dev. curl/curl.h lives under /usr/include/<multiarch>/, where
 -- LuaRocks does not look for headers, so libcurl is found by its library.
 -- The conditions' JSON needs lua-cjson at run time (not a rock dependency:
 -- Debian's package provides it).
@@ -38,6 +38,7 @@ external_dependencies = {
   PCRE2 = { header = "pcre2.h", library = "pcre2-8" },
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
   SQLITE = { header = "sqlite3.h", library = "sqlite3" },
+  HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
 }
 
 build = {
@@ -46,6 +47,7 @@ build = {
     -- The C core: everything in c/ but the executable's main.c (and c/test/).
     ["moonwatch.core"] = {
       sources = {
+        "c/auth.c",
         "c/cert.c",
         "c/core.c",
         "c/dispatch.c",
@@ -61,6 +63,9 @@ build = {
         "c/request.c",
         "c/request_lua.c",
         "c/resolver.c",
+        "c/server.c",
+        "c/server_http.c",
+        "c/server_lua.c",
         "c/signals.c",
         "c/sleep.c",
         "c/store.c",
@@ -77,10 +82,10 @@ build = {
       },
       defines = { 'MOONWATCH_VERSION="0.1.0"', "_GNU_SOURCE" },
       incdirs = { "$(UV_INCDIR)", "$(CARES_INCDIR)", "$(PCRE2_INCDIR)", "$(OPENSSL_INCDIR)",
-                  "$(SQLITE_INCDIR)" },
+                  "$(SQLITE_INCDIR)", "$(HTTP_PARSER_INCDIR)" },
       libdirs = { "$(UV_LIBDIR)", "$(CURL_LIBDIR)", "$(CARES_LIBDIR)", "$(PCRE2_LIBDIR)",
-                  "$(OPENSSL_LIBDIR)", "$(SQLITE_LIBDIR)" },
-      libraries = { "uv", "curl", "cares", "pcre2-8", "ssl", "crypto", "sqlite3", "m" },
+                  "$(OPENSSL_LIBDIR)", "$(SQLITE_LIBDIR)", "$(HTTP_PARSER_LIBDIR)" },
+      libraries = { "uv", "curl", "cares", "pcre2-8", "ssl", "crypto", "sqlite3", "http_parser", "m" },
     },
 
     -- lua/moonwatch/, every file.
@@ -100,6 +105,7 @@ build = {
     ["moonwatch.config.tables"] = "lua/moonwatch/config/tables.lua",
     ["moonwatch.container"] = "lua/moonwatch/container.lua",
     ["moonwatch.dispatcher"] = "lua/moonwatch/dispatcher.lua",
+    ["moonwatch.endpoint"] = "lua/moonwatch/endpoint.lua",
     ["moonwatch.result"] = "lua/moonwatch/result.lua",
     ["moonwatch.state"] = "lua/moonwatch/state.lua",
     ["moonwatch.store"] = "lua/moonwatch/store.lua",

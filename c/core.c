@@ -14,6 +14,7 @@
 #include "regex_lua.h"
 #include "request_lua.h"
 #include "resolver.h"
+#include "server_lua.h"
 #include "signals.h"
 #include "smtp_lua.h"
 #include "sleep.h"
@@ -86,6 +87,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   regex_lua_register(L);
   tz_lua_register(L);
   store_lua_register(L);
+  server_lua_register(L);
   lua_pushcfunction(L, l_environ);
   lua_setfield(L, -2, "environ");
   lua_pushliteral(L, MOONWATCH_VERSION);

@@ -403,6 +403,22 @@ static int l_stop(lua_State *L) {
   return 1;
 }
 
+/* d:next_due(index) -> seconds until the monitor's next tick (0 when it is
+ * due), or nil when none is scheduled (stopped, or its check is running
+ * past its tick). */
+static int l_next_due(lua_State *L) {
+  mw_dispatcher *d = check_dispatcher(L);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, i >= 1 && i <= d->n, 2, "no monitor has that index");
+  const slot *s = d->slots[i - 1];
+  if (!d->started || !s->scheduled)
+    return 0;
+  double now_ms = (double)uv_hrtime() / 1e6;
+  double left = ((double)s->due_ms - now_ms) / 1000.0;
+  lua_pushnumber(L, left > 0 ? left : 0);
+  return 1;
+}
+
 static void set_int(lua_State *L, const char *key, uint64_t v) {
   lua_pushinteger(L, (lua_Integer)v);
   lua_setfield(L, -2, key);
@@ -469,8 +485,8 @@ static int l_gc(lua_State *L) {
 }
 
 void dispatch_register(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"add", l_add}, {"start", l_start}, {"stop", l_stop}, {"stats", l_stats}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"add", l_add},     {"start", l_start},       {"stop", l_stop},
+                                     {"stats", l_stats}, {"next_due", l_next_due}, {NULL, NULL}};
   if (luaL_newmetatable(L, DISPATCHER_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

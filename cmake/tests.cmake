@@ -19,6 +19,7 @@ set(UNIT_loop c/loop.c)
 set(UNIT_workq c/workq.c)
 set(UNIT_task c/task.c c/watchdog.c ${UNIT_loop})
 set(UNIT_smtp c/smtp.c c/curl_kind.c ${UNIT_loop})
+set(UNIT_server c/server.c c/server_http.c c/auth.c ${UNIT_loop})
 set(UNIT_transfer c/transfer.c c/http.c c/resolver.c c/cert.c ${UNIT_dns_cache} ${UNIT_loop})
 
 if(CMOCKA_FOUND)
@@ -35,7 +36,8 @@ if(CMOCKA_FOUND)
     target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/c)
     target_link_libraries(${name} PRIVATE PkgConfig::CMOCKA PkgConfig::LUA PkgConfig::UV
                                           PkgConfig::CURL PkgConfig::CARES PkgConfig::PCRE2
-                                          PkgConfig::OPENSSL PkgConfig::SQLITE m)
+                                          PkgConfig::OPENSSL PkgConfig::SQLITE
+                                          ${HTTP_PARSER_LIBRARY} m)
     add_test(NAME c_${unit} COMMAND ${name})
     set_tests_properties(c_${unit} PROPERTIES ENVIRONMENT "${SANITIZER_ENV}")
   endforeach()
@@ -92,7 +94,8 @@ if(NOT MOONWATCH_SANITIZE AND CMAKE_C_COMPILER_ID STREQUAL "GNU")
   target_include_directories(mw_callgraph PRIVATE ${LUA_INCLUDE_DIRS} ${UV_INCLUDE_DIRS}
                                                   ${CURL_INCLUDE_DIRS} ${CARES_INCLUDE_DIRS}
                                                   ${PCRE2_INCLUDE_DIRS} ${OPENSSL_INCLUDE_DIRS}
-                                                  ${SQLITE_INCLUDE_DIRS})
+                                                  ${SQLITE_INCLUDE_DIRS}
+                                                  ${HTTP_PARSER_INCLUDE_DIR})
   require_tool(LUA_FOR_LAYERS lua5.4 lua5.4)
   add_test(NAME layers COMMAND ${LUA_FOR_LAYERS} ${CMAKE_SOURCE_DIR}/cmake/layers.lua
     ${CMAKE_BINARY_DIR}/CMakeFiles/mw_callgraph.dir)

@@ -137,8 +137,8 @@ function Dispatcher.new(kwargs)
     end
     local check = setmetatable({ monitor = m, dispatcher = self, name = name }, Check)
     self.checks[i] = check
-    self.core:add(check, { interval = interval, name = name,
-                           cpu_budget = m.cpu_budget or budget })
+    check.index = self.core:add(check, { interval = interval, name = name,
+                                         cpu_budget = m.cpu_budget or budget })
   end
   for _, c in ipairs(consumers) do
     if is_callable(c.on_monitor) then
@@ -146,6 +146,44 @@ function Dispatcher.new(kwargs)
     end
   end
   return self
+end
+
+--- Adds a result consumer once the Dispatcher is built (an HTTP endpoint
+--- that needs the Dispatcher itself): the same as listing it in
+--- `consumers`, its on_monitor called for every monitor now.
+---@param consumer table
+function Dispatcher:add_consumer(consumer)
+  local object = type(consumer) == "table" or type(consumer) == "userdata"
+  if not object or not (is_callable(consumer.on_result) or is_callable(consumer.on_monitor)
+                        or is_callable(consumer.on_stop)) then
+    error("add_consumer: a result consumer is an object with on_result(self, monitor, "
+      .. "result)", 2)
+  end
+  if is_callable(consumer.on_result) then self.consumers[#self.consumers + 1] = consumer end
+  self.all_consumers[#self.all_consumers + 1] = consumer
+  if is_callable(consumer.on_monitor) then
+    for _, check in ipairs(self.checks) do consumer:on_monitor(check.monitor, check.name) end
+  end
+end
+
+--- Whether the schedule runs: started, and not stopping.
+---@return boolean
+function Dispatcher:running()
+  return self.started_at ~= nil and not self.stopping
+end
+
+--- Each monitor's name, interval and the Unix time of its next check (nil
+--- when none is scheduled: stopped, or its check runs past its tick), in
+--- monitor order.
+---@return {name: string, interval: number, next_check: number?}[]
+function Dispatcher:schedule()
+  local out, wall = {}, time()
+  for i, check in ipairs(self.checks) do
+    local left = self.started_at and not self.stopping and self.core:next_due(check.index)
+    out[i] = { name = check.name, interval = check.monitor.interval,
+               next_check = left and wall + left or nil }
+  end
+  return out
 end
 
 --- A check raised (or ran out of CPU): logged with its traceback, and a
