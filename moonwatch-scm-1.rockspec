@@ -110,6 +110,7 @@ build = {
     ["moonwatch.http"] = "lua/moonwatch/http.lua",
     ["moonwatch.log"] = "lua/moonwatch/log.lua",
     ["moonwatch.maintenance"] = "lua/moonwatch/maintenance.lua",
+    ["moonwatch.metrics"] = "lua/moonwatch/metrics.lua",
     ["moonwatch.mail"] = "lua/moonwatch/mail.lua",
     ["moonwatch.monitors"] = "lua/moonwatch/monitors.lua",
     ["moonwatch.providers"] = "lua/moonwatch/providers.lua",

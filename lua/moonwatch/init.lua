@@ -8,6 +8,7 @@
 ---     mw.State, mw.result             -- each monitor's state, check results
 ---     mw.maintenance                  -- maintenance windows
 ---     mw.Alerts                       -- notifications on changes of the state
+---     mw.Metrics                      -- Prometheus metrics of the results
 ---     mw.core                         -- the C core (tasks, sleep, run...)
 ---     mw.testing                      -- for specs: testing.load("monitors.lua")
 ---
@@ -22,6 +23,7 @@ local lazy = {
   Dispatcher = "moonwatch.dispatcher",
   State = "moonwatch.state",
   Alerts = "moonwatch.alerts",
+  Metrics = "moonwatch.metrics",
   result = "moonwatch.result",
   maintenance = "moonwatch.maintenance",
   core = "moonwatch.core",
@@ -39,6 +41,7 @@ local lazy = {
 ---@field Dispatcher moonwatch.Dispatcher
 ---@field State table
 ---@field Alerts table
+---@field Metrics table
 ---@field result table
 ---@field maintenance table
 ---@field core table
