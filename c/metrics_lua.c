@@ -394,11 +394,16 @@ static series_box *check_series(lua_State *L) {
   return b;
 }
 
-static double opt_number(lua_State *L, int idx) {
+static const char *const observe_args[] = {
+    "up",        "duration_s", "status",       "content_length", "redirects",  "resolve_s",
+    "connect_s", "tls_s",      "processing_s", "transfer_s",     "cert_expiry"};
+
+static double arg_number(lua_State *L, int idx, int required) {
   int isnum = 0;
   double v = lua_tonumberx(L, idx, &isnum);
-  if (!isnum && !lua_isnoneornil(L, idx))
-    luaL_typeerror(L, idx, "number");
+  if (!isnum && (required || !lua_isnoneornil(L, idx)))
+    luaL_error(L, "metrics: series:observe: %s must be a number, got %s", observe_args[idx - 2],
+               luaL_typename(L, idx));
   return v;
 }
 
@@ -406,24 +411,32 @@ static int l_observe(lua_State *L) {
   series_box *b = check_series(L);
   mw_metrics_probe p;
   p.up = lua_toboolean(L, 2);
-  p.duration = luaL_checknumber(L, 3);
+  p.duration = arg_number(L, 3, 1);
   p.http = !lua_isnoneornil(L, 4);
-  p.status = opt_number(L, 4);
-  p.content_length = opt_number(L, 5);
-  p.redirects = opt_number(L, 6);
+  p.status = arg_number(L, 4, 0);
+  p.content_length = arg_number(L, 5, 0);
+  p.redirects = arg_number(L, 6, 0);
   for (int i = 0; i < MW_METRICS_PHASES; i++)
-    p.phase[i] = opt_number(L, 7 + i);
+    p.phase[i] = arg_number(L, 7 + i, 0);
   p.has_cert = !lua_isnoneornil(L, 12);
-  p.cert_expiry = opt_number(L, 12);
+  p.cert_expiry = arg_number(L, 12, 0);
   metrics_series_observe(b->s, &p);
   return 0;
 }
 
 static int l_state(lua_State *L) {
-  static const char *const states[] = {"pending", "up", "down", "maintenance", NULL};
+  static const char *const states[] = {"pending", "up", "down", "maintenance"};
   series_box *b = check_series(L);
-  metrics_series_state(b->s, (mw_metrics_state)luaL_checkoption(L, 2, NULL, states));
-  return 0;
+  const char *st = lua_tostring(L, 2);
+  for (int i = 0; st && i < MW_METRICS_STATES; i++)
+    if (strcmp(st, states[i]) == 0) {
+      metrics_series_state(b->s, (mw_metrics_state)i);
+      return 0;
+    }
+  return luaL_error(L,
+                    "metrics: series:state: the state must be \"up\", \"down\", "
+                    "\"pending\" or \"maintenance\", got %s",
+                    st ? lua_pushfstring(L, "'%s'", st) : luaL_typename(L, 2));
 }
 
 static int l_remove(lua_State *L) {
