@@ -310,8 +310,17 @@ void metrics_series_remove(mw_metrics *m, mw_metrics_series *s) {
   free(s);
 }
 
+/* Durations to whole nanoseconds: more than any clock here measures, and the
+ * exposition then writes them without printf. */
+static double to_ns(double v) {
+  return fabs(v) < 9e6 ? nearbyint(v * 1e9) / 1e9 : v;
+}
+
 void metrics_series_observe(mw_metrics_series *s, const mw_metrics_probe *p) {
   s->last = *p;
+  s->last.duration = to_ns(p->duration);
+  for (int i = 0; i < MW_METRICS_PHASES; i++)
+    s->last.phase[i] = to_ns(p->phase[i]);
   s->has_result = 1;
   if (p->up)
     s->checks_up++;
@@ -595,6 +604,35 @@ static void put_number(out *o, double v) {
       *--p = '-';
     put(o, p, (size_t)(b + sizeof b - p));
     return;
+  }
+  if (fabs(v) < 9e6) {
+    /* A whole number of nanoseconds (a duration, rounded so when observed):
+     * integer digits only. m / 1e9 is v exactly, so the decimal m * 10^-9
+     * reads back as v. */
+    long long ns = llround(v * 1e9);
+    if ((double)ns / 1e9 == v) {
+      char *p = b + sizeof b;
+      unsigned long long u = ns < 0 ? (unsigned long long)-ns : (unsigned long long)ns;
+      unsigned long long frac = u % 1000000000ull, whole = u / 1000000000ull;
+      int digits = 9;
+      while (frac % 10 == 0) { /* frac is not 0: v is not whole */
+        frac /= 10;
+        digits--;
+      }
+      for (; digits > 0; digits--) {
+        *--p = (char)('0' + frac % 10);
+        frac /= 10;
+      }
+      *--p = '.';
+      do {
+        *--p = (char)('0' + whole % 10);
+        whole /= 10;
+      } while (whole);
+      if (ns < 0)
+        *--p = '-';
+      put(o, p, (size_t)(b + sizeof b - p));
+      return;
+    }
   }
   for (int digits = 15; digits <= 17; digits++) {
     n = snprintf(b, sizeof b, "%.*g", digits, v);
