@@ -139,10 +139,11 @@ end
 --- One result: probe_* and the checks counter.
 function Metrics:on_result(monitor, r)
   local name = r.monitor
+  if type(name) ~= "string" then name = tostring(name) end
   local s = self.series[name]
   if not s then
     if self.gone[monitor] then return end
-    s = series_for(self, monitor, tostring(name))
+    s = series_for(self, monitor, name)
   end
   if self.http[name] then
     local t = r.timings
