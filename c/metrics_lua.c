@@ -387,8 +387,13 @@ static int l_render(lua_State *L) {
 
 /* Series */
 
+/* The metatable is the method's upvalue: observe runs for every check, and
+ * luaL_checkudata would look it up by name each time. */
 static series_box *check_series(lua_State *L) {
-  series_box *b = luaL_checkudata(L, 1, SERIES_MT);
+  series_box *b = lua_touserdata(L, 1);
+  if (!b || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, SERIES_MT);
+  lua_pop(L, 1);
   if (!b->s || !b->r->m)
     luaL_error(L, "metrics: this monitor's series was removed");
   return b;
@@ -500,7 +505,8 @@ static void new_metatable(lua_State *L, const char *name, const luaL_Reg *method
                           lua_CFunction gc) {
   if (luaL_newmetatable(L, name)) {
     lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2); /* the metatable, each method's upvalue (check_series) */
+    luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
     if (gc) {
       lua_pushcfunction(L, gc);
