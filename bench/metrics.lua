@@ -5,7 +5,8 @@
 --
 -- Prints, for `calls` calls (default 1,000,000), the ns per series:observe
 -- (the C call alone) and per mw.Metrics:on_result of an HttpMonitor result
--- (what the Dispatcher runs per check), each less an empty loop's; then the
+-- (what the Dispatcher runs per check), each less an empty loop's, beside a
+-- math.max of as many arguments (any C call's cost on this machine); then the
 -- time and bytes of registry:render() of `monitors` monitors (default
 -- 10,000, every one with a result, a quarter with a certificate), the
 -- median of 7.
@@ -29,6 +30,12 @@ local function per_call(f)
 end
 
 local empty = per_call(function(n) for _ = 1, n do end end)
+
+-- A C call of as many arguments, for scale: what any such call costs here.
+local max = math.max
+local reference = per_call(function(n)
+  for _ = 1, n do max(1, 0.067, 200, 648, 0, 0.001, 0.002, 0, 0.01, 0.001, 5) end
+end) - empty
 
 local registry = core.metrics()
 local one = registry:monitor("bench")
@@ -69,6 +76,7 @@ table.sort(times)
 
 print(string.format("metrics bench (%s, Lua %s)", core.version, _VERSION))
 print(string.format("  series:observe            %6.0f ns per call (%d calls)", observe, CALLS))
+print(string.format("  math.max, 11 arguments    %6.0f ns per call (for scale)", reference))
 print(string.format("  Metrics:on_result (HTTP)  %6.0f ns per call", on_result))
 print(string.format("  render of %d monitors: %.1f ms, %d bytes (%.0f bytes per monitor), "
   .. "%d lines", N, times[4] * 1e3, #text, #text / N, select(2, text:gsub("\n", "\n"))))
