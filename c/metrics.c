@@ -433,8 +433,8 @@ void metrics_family_collected(mw_metrics_family *f) {
   f->collected = 1;
 }
 
-mw_metrics_sample *metrics_sample_get(mw_metrics_family *f, const char *const *values,
-                                      const size_t *lens) {
+static mw_metrics_sample *sample_lookup(mw_metrics_family *f, const char *const *values,
+                                        const size_t *lens, int create) {
   size_t len = 0;
   for (int i = 0; i < f->nlabels; i++)
     len += strlen(f->labels[i]) + 4 + escape(values[i], lens[i], NULL, 0);
@@ -461,7 +461,7 @@ mw_metrics_sample *metrics_sample_get(mw_metrics_family *f, const char *const *v
     if (f->samples[i]->hash == h && f->samples[i]->labels_len == n &&
         memcmp(f->samples[i]->labels, key, n) == 0)
       s = f->samples[i];
-  if (!s && f->n == f->cap) {
+  if (!s && create && f->n == f->cap) {
     size_t cap = f->cap ? f->cap * 2 : 8;
     mw_metrics_sample **samples = realloc(f->samples, cap * sizeof *samples);
     if (samples) {
@@ -469,7 +469,7 @@ mw_metrics_sample *metrics_sample_get(mw_metrics_family *f, const char *const *v
       f->cap = cap;
     }
   }
-  if (!s && f->n < f->cap && (s = calloc(1, sizeof *s))) {
+  if (!s && create && f->n < f->cap && (s = calloc(1, sizeof *s))) {
     s->labels = malloc(n + 1);
     if (s->labels) {
       memcpy(s->labels, key, n + 1);
@@ -484,6 +484,16 @@ mw_metrics_sample *metrics_sample_get(mw_metrics_family *f, const char *const *v
   if (key != stack)
     free(key);
   return s;
+}
+
+mw_metrics_sample *metrics_sample_get(mw_metrics_family *f, const char *const *values,
+                                      const size_t *lens) {
+  return sample_lookup(f, values, lens, 1);
+}
+
+mw_metrics_sample *metrics_sample_find(mw_metrics_family *f, const char *const *values,
+                                       const size_t *lens) {
+  return sample_lookup(f, values, lens, 0);
 }
 
 void metrics_sample_set(mw_metrics_sample *s, double v) {

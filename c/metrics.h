@@ -108,6 +108,9 @@ void metrics_family_collected(mw_metrics_family *f);
  * made on first use. NULL when out of memory. */
 mw_metrics_sample *metrics_sample_get(mw_metrics_family *f, const char *const *values,
                                       const size_t *lens);
+/* The sample of these label values if it was made, else NULL. */
+mw_metrics_sample *metrics_sample_find(mw_metrics_family *f, const char *const *values,
+                                       const size_t *lens);
 void metrics_sample_set(mw_metrics_sample *s, double v);
 void metrics_sample_add(mw_metrics_sample *s, double v);
 double metrics_sample_value(const mw_metrics_sample *s);

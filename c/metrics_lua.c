@@ -10,6 +10,7 @@
  *   registry:gauge(name, help[, labelnames]) / registry:counter(...) -> family
  *   registry:family(name) -> an existing global family
  *   family:set(value, labelvalues...), family:add(...), family:value(...)
+ *     (value: 0 for label values never set, which stay out of the text)
  *   registry:on_collect(fn): fn() runs at the start of every render
  *   registry:reloaded(ok[, time]): the config reload gauges
  *   registry:render() -> the exposition
@@ -454,7 +455,7 @@ static int l_remove(lua_State *L) {
 
 /* Families */
 
-static mw_metrics_sample *family_sample(lua_State *L, family_box *b, int first) {
+static mw_metrics_sample *family_sample(lua_State *L, family_box *b, int first, int create) {
   int n = metrics_family_labels(b->f);
   int given = lua_gettop(L) - first + 1;
   if (given != n)
@@ -466,8 +467,9 @@ static mw_metrics_sample *family_sample(lua_State *L, family_box *b, int first) 
       luaL_typeerror(L, first + i, "string");
     values[i] = lua_tolstring(L, first + i, &lens[i]);
   }
-  mw_metrics_sample *s = metrics_sample_get(b->f, values, lens);
-  if (!s)
+  mw_metrics_sample *s =
+      create ? metrics_sample_get(b->f, values, lens) : metrics_sample_find(b->f, values, lens);
+  if (!s && create)
     luaL_error(L, "metrics: out of memory");
   return s;
 }
@@ -482,7 +484,7 @@ static family_box *check_family(lua_State *L) {
 static int l_set(lua_State *L) {
   family_box *b = check_family(L);
   double v = luaL_checknumber(L, 2);
-  metrics_sample_set(family_sample(L, b, 3), v);
+  metrics_sample_set(family_sample(L, b, 3, 1), v);
   return 0;
 }
 
@@ -491,13 +493,14 @@ static int l_add(lua_State *L) {
   double v = luaL_checknumber(L, 2);
   if (metrics_family_type(b->f) == MW_METRICS_COUNTER && !(v >= 0))
     return luaL_error(L, "metrics: a counter only goes up, got %f", v);
-  metrics_sample_add(family_sample(L, b, 3), v);
+  metrics_sample_add(family_sample(L, b, 3, 1), v);
   return 0;
 }
 
 static int l_value(lua_State *L) {
   family_box *b = check_family(L);
-  lua_pushnumber(L, metrics_sample_value(family_sample(L, b, 2)));
+  mw_metrics_sample *s = family_sample(L, b, 2, 0);
+  lua_pushnumber(L, s ? metrics_sample_value(s) : 0); /* one never set is not written */
   return 1;
 }
 
