@@ -5,6 +5,8 @@
 #                                      one but soak and storm)
 #   bench/run.sh core [seconds] [tasks]  the core's HTTP loop alone
 #                                      (bench/http_checks.lua)
+#   bench/run.sh metrics [monitors] [calls]  the metrics' cost per check and
+#                                      per exposition (bench/metrics.lua)
 #   bench/run.sh --help
 # With no argument it runs `all`. It builds first (cmake --build build);
 # BENCH_NO_BUILD=1 skips that. Processes the scripts start (nginx, moonwatch)
@@ -46,6 +48,13 @@ if [ "${1:-}" = core ]; then
     taskset -c "${BENCH_CLIENT_CPU:-0}" lua5.4 bench/http_checks.lua "$@" || status=$?
   else
     lua5.4 bench/http_checks.lua "$@" || status=$?
+  fi
+elif [ "${1:-}" = metrics ]; then
+  shift
+  if [ -n "$pin" ]; then
+    taskset -c "${BENCH_CLIENT_CPU:-0}" lua5.4 bench/metrics.lua "$@" || status=$?
+  else
+    lua5.4 bench/metrics.lua "$@" || status=$?
   fi
 else
   # the orchestrator mostly sleeps; it stays off CPU 0, moonwatch's

@@ -11,6 +11,7 @@
 #include "dispatch.h"
 #include "log_lua.h"
 #include "loop.h"
+#include "metrics_lua.h"
 #include "regex_lua.h"
 #include "request_lua.h"
 #include "resolver.h"
@@ -88,6 +89,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   tz_lua_register(L);
   store_lua_register(L);
   server_lua_register(L);
+  metrics_lua_register(L);
   lua_pushcfunction(L, l_environ);
   lua_setfield(L, -2, "environ");
   lua_pushliteral(L, MOONWATCH_VERSION);

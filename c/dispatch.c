@@ -16,6 +16,7 @@
 
 #include "dispatch.h"
 #include "hash.h"
+#include "metrics_lua.h"
 #include "task.h"
 #include "tick_heap.h"
 
@@ -63,8 +64,10 @@ struct mw_dispatcher {
   uint64_t late_count, late_over;
   uint64_t turn; /* the loop turn turn_started counts */
   int turn_started;
-  double late_max;
+  double late_max, late_sum;
   uint32_t late[LATE_BUCKETS];
+  mw_metrics_collector metrics; /* d:metrics(registry) */
+  int metrics_ref;              /* that registry, alive while it is used */
 };
 
 static void heap_push(mw_dispatcher *d, slot *s) {
@@ -83,6 +86,7 @@ static void late_record(mw_dispatcher *d, double ms) {
     ms = 0;
   if (ms > d->late_max)
     d->late_max = ms;
+  d->late_sum += ms;
   size_t b =
       ms < LATE_FINE_MS ? (size_t)(ms / LATE_STEP_MS) : LATE_FINE + (size_t)(ms - LATE_FINE_MS);
   if (b < LATE_BUCKETS)
@@ -108,6 +112,42 @@ static double late_quantile(const mw_dispatcher *d, double q) {
     }
   }
   return d->late_max;
+}
+
+/* The collector of d:metrics(registry): skipped ticks, and the lateness
+ * histogram in the registry's buckets (each of ours goes to the first
+ * bound at or above its upper edge). */
+static void collect_metrics(mw_metrics *m, void *data) {
+  mw_dispatcher *d = data;
+  mw_metrics_family *f = metrics_family_find(m, "moonwatch_ticks_skipped_total");
+  mw_metrics_sample *s = f ? metrics_sample_get(f, NULL, NULL) : NULL;
+  if (s)
+    metrics_sample_add(s, (double)d->skipped);
+  f = metrics_family_find(m, "moonwatch_schedule_lateness_seconds");
+  const double *bounds = NULL;
+  int nb = f && metrics_family_type(f) == MW_METRICS_HISTOGRAM
+               ? metrics_histogram_bounds(f, &bounds)
+               : -1;
+  uint64_t counts[65] = {0};
+  if (nb < 0 || nb > 64)
+    return;
+  int k = 0;
+  for (size_t b = 0; b < LATE_BUCKETS; b++) {
+    double edge_s = (b < LATE_FINE ? (double)(b + 1) * LATE_STEP_MS
+                                   : LATE_FINE_MS + (double)(b - LATE_FINE + 1)) /
+                    1000.0;
+    while (k < nb && bounds[k] < edge_s - 1e-12)
+      k++;
+    counts[k] += d->late[b];
+  }
+  counts[nb] += d->late_over;
+  metrics_histogram_add(f, counts, d->late_sum / 1000.0);
+}
+
+static void metrics_detach(lua_State *L, mw_dispatcher *d) {
+  metrics_collector_remove(&d->metrics);
+  luaL_unref(L, LUA_REGISTRYINDEX, d->metrics_ref);
+  d->metrics_ref = LUA_NOREF;
 }
 
 /* The body of a check task: monitor:check(), looked up at each tick so a
@@ -284,6 +324,8 @@ static int l_new(lua_State *L) {
   d->loop = loop;
   d->self_ref = LUA_NOREF;
   d->on_error_ref = LUA_NOREF;
+  d->metrics_ref = LUA_NOREF;
+  list_init(&d->metrics.link);
   d->spread = 1;
   uv_timer_init(&loop->uv, &d->timer);
   d->timer.data = d;
@@ -450,6 +492,18 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* d:metrics(registry): the schedule's figures go to the registry's
+ * renders (one registry at a time; a second call moves them). */
+static int l_metrics(lua_State *L) {
+  mw_dispatcher *d = check_dispatcher(L);
+  mw_metrics *m = metrics_lua_check(L, 2);
+  metrics_detach(L, d);
+  lua_pushvalue(L, 2);
+  d->metrics_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  metrics_collector_add(m, &d->metrics, collect_metrics, d);
+  return 0;
+}
+
 static void dispatcher_on_close(uv_handle_t *handle) {
   mw_dispatcher *d = handle->data;
   if (--d->closing == 0)
@@ -473,6 +527,7 @@ static int l_gc(lua_State *L) {
     free(s);
   }
   luaL_unref(L, LUA_REGISTRYINDEX, d->on_error_ref);
+  metrics_detach(L, d);
   free(d->slots);
   tick_heap_free(&d->heap);
   d->slots = NULL;
@@ -485,8 +540,9 @@ static int l_gc(lua_State *L) {
 }
 
 void dispatch_register(lua_State *L) {
-  static const luaL_Reg methods[] = {{"add", l_add},     {"start", l_start},       {"stop", l_stop},
-                                     {"stats", l_stats}, {"next_due", l_next_due}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"add", l_add},           {"start", l_start},     {"stop", l_stop}, {"stats", l_stats},
+      {"next_due", l_next_due}, {"metrics", l_metrics}, {NULL, NULL}};
   if (luaL_newmetatable(L, DISPATCHER_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

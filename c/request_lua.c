@@ -42,6 +42,7 @@ typedef struct {
   mw_http *http;
   mw_resolver *resolver;
   mw_list inflight;
+  size_t count; /* in inflight */
   mw_hook closer;
 } request_set;
 
@@ -62,6 +63,8 @@ static mw_request *ud_request(request_ud *u) {
 
 /* Ends the wait of the task: unlinks and unanchors u. */
 static void ud_detach(request_ud *u, lua_State *L) {
+  if (list_linked(&u->link))
+    u->set->count--;
   list_remove(&u->link);
   u->task = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, u->self_ref);
@@ -255,6 +258,7 @@ static int perform(lua_State *L, request_ud *u, int idx) {
   lua_pushvalue(L, idx);
   u->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   list_push_front(&u->set->inflight, &u->link);
+  u->set->count++;
   task_wait(task, on_wait_cancel, u);
   return lua_yield(L, 0);
 }
@@ -435,6 +439,11 @@ static int l_prepare(lua_State *L) {
 static int l_request(lua_State *L) {
   l_prepare(L);
   return perform(L, check_ud(L, -1), lua_gettop(L));
+}
+
+size_t request_lua_in_flight(mw_loop *loop) {
+  request_set *set = loop_ext(loop, &set_key);
+  return set ? set->count : 0;
 }
 
 void request_lua_register(lua_State *L) {

@@ -14,6 +14,8 @@ local LAYERS = {
   ["auth.c"] = 0,
   -- L0 too: SQLite, called from the thread pool only (no loop, no Lua)
   ["store.c"] = 0,
+  -- L0 too: the metrics registry and exposition, the process's own figures
+  ["metrics.c"] = 0, ["procstat.c"] = 0,
   -- L1: the loop
   ["loop.c"] = 1,
   -- L1 too: a serial queue of work on libuv's thread pool
@@ -29,6 +31,7 @@ local LAYERS = {
   ["dispatch.c"] = 4, ["log_lua.c"] = 4, ["regex_lua.c"] = 4,
   ["tz_lua.c"] = 4,
   ["store_lua.c"] = 4,
+  ["metrics_lua.c"] = 4,
   ["smtp.c"] = 4, ["smtp_lua.c"] = 4,
   ["server_lua.c"] = 4,
   -- L5: the module and the executable

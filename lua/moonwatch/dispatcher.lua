@@ -11,8 +11,9 @@
 ---
 --- A consumer is any object with `on_result(self, monitor, result)` (see
 --- moonwatch.result for results) and optionally `on_monitor(self, monitor,
---- name)`, called once per monitor here, and `on_stop(self)`, called when the
---- Dispatcher stops. One with only on_monitor or on_stop (alerts, which hear
+--- name)`, called once per monitor here, `on_dispatcher(self, dispatcher)`,
+--- called once after them (metrics read the schedule), and `on_stop(self)`,
+--- called when the Dispatcher stops. One with only on_monitor or on_stop (alerts, which hear
 --- the State's changes) is not called per result. Consumers run in the
 --- order given, right after each check; one that raises is logged and the
 --- others still run.
@@ -144,6 +145,7 @@ function Dispatcher.new(kwargs)
     if is_callable(c.on_monitor) then
       for _, check in ipairs(self.checks) do c:on_monitor(check.monitor, check.name) end
     end
+    if is_callable(c.on_dispatcher) then c:on_dispatcher(self) end
   end
   return self
 end

@@ -9,6 +9,7 @@
 ---     mw.maintenance                  -- maintenance windows
 ---     mw.Alerts                       -- notifications on changes of the state
 ---     mw.Endpoint                     -- the HTTP endpoint (health, JSON API, reload)
+---     mw.Metrics                      -- Prometheus metrics of the results
 ---     mw.core                         -- the C core (tasks, sleep, run...)
 ---     mw.testing                      -- for specs: testing.load("monitors.lua")
 ---
@@ -24,6 +25,7 @@ local lazy = {
   State = "moonwatch.state",
   Alerts = "moonwatch.alerts",
   Endpoint = "moonwatch.endpoint",
+  Metrics = "moonwatch.metrics",
   result = "moonwatch.result",
   maintenance = "moonwatch.maintenance",
   core = "moonwatch.core",
@@ -42,6 +44,7 @@ local lazy = {
 ---@field State table
 ---@field Alerts table
 ---@field Endpoint table
+---@field Metrics table
 ---@field result table
 ---@field maintenance table
 ---@field core table

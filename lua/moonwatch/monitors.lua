@@ -232,6 +232,10 @@ function HttpMonitor:check()
     -- `at`, for 8 hash slots when up.
     local r = { up = up, monitor = self.name, status = resp.status, size = resp.size,
                 duration = duration, timings = resp.time }
+    -- Only when there are some, so most results keep their 8 slots.
+    local redirects = resp.redirects
+    if redirects and redirects > 0 then r.redirects = redirects end
+    if resp.cert_expiry then r.cert_expiry = resp.cert_expiry end
     if up then
       self.logger:info_with(r, self.record_up, resp.status, resp.size, took)
     else
