@@ -58,6 +58,7 @@ build = {
         "c/loop.c",
         "c/metrics.c",
         "c/metrics_lua.c",
+        "c/metrics_serve.c",
         "c/procstat.c",
         "c/regex.c",
         "c/opts.c",

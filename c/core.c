@@ -12,6 +12,7 @@
 #include "log_lua.h"
 #include "loop.h"
 #include "metrics_lua.h"
+#include "metrics_serve.h"
 #include "regex_lua.h"
 #include "request_lua.h"
 #include "resolver.h"
@@ -90,6 +91,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   store_lua_register(L);
   server_lua_register(L);
   metrics_lua_register(L);
+  metrics_serve_register(L);
   lua_pushcfunction(L, l_environ);
   lua_setfield(L, -2, "environ");
   lua_pushliteral(L, MOONWATCH_VERSION);

@@ -31,7 +31,7 @@ local LAYERS = {
   ["dispatch.c"] = 4, ["log_lua.c"] = 4, ["regex_lua.c"] = 4,
   ["tz_lua.c"] = 4,
   ["store_lua.c"] = 4,
-  ["metrics_lua.c"] = 4,
+  ["metrics_lua.c"] = 4, ["metrics_serve.c"] = 4,
   ["smtp.c"] = 4, ["smtp_lua.c"] = 4,
   ["server_lua.c"] = 4,
   -- L5: the module and the executable

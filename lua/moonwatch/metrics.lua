@@ -191,6 +191,12 @@ function Metrics:reloaded(ok, time) self.registry:reloaded(ok, time) end
 ---@return string
 function Metrics:render() return self.registry:render() end
 
+--- Serves the exposition at GET path of an http server (core.http_server),
+--- streamed in pieces over loop turns (mw.Endpoint calls it).
+---@param server userdata
+---@param path string
+function Metrics:mount(server, path) core.metrics_serve(server, self.registry, path) end
+
 M.Metrics = Metrics
 
 return setmetatable(M, { __call = function(_, kwargs) return M.new(kwargs) end })
