@@ -100,6 +100,7 @@ build = {
     ["moonwatch.config.tables"] = "lua/moonwatch/config/tables.lua",
     ["moonwatch.container"] = "lua/moonwatch/container.lua",
     ["moonwatch.dispatcher"] = "lua/moonwatch/dispatcher.lua",
+    ["moonwatch.daemon"] = "lua/moonwatch/daemon.lua",
     ["moonwatch.result"] = "lua/moonwatch/result.lua",
     ["moonwatch.state"] = "lua/moonwatch/state.lua",
     ["moonwatch.store"] = "lua/moonwatch/store.lua",
