@@ -131,13 +131,19 @@ local function attempt(self)
   local def, err = cli.load(path)
   if not def then return nil, err end
   local c, has = cli.instantiate(def, path, self.sets)
-  if not c then return nil, has end
+  if not c then
+    -- an error raised in the file names it already: "f.lua: f.lua:4: x" is "f.lua:4: x"
+    local again = path .. ": " .. path .. ":"
+    if has:sub(1, #again) == again then has = has:sub(#path + 3) end
+    return nil, has
+  end
   if not has.dispatcher then return nil, path .. ": no provider named 'dispatcher' to run" end
   local p
   p, err = monitors_provider(c, path)
   if not p then return nil, err end
   if self.container then share_resources(self.container, c) end
-  local ok, monitors = pcall(cli.bounded, provider_core.resolve_at, p, "dispatcher.monitors")
+  local ok, monitors = pcall(cli.bounded, provider_core.resolve_at, p,
+    "dispatcher → monitors") -- the chain start-up errors show
   local counts
   if ok then
     counts, err = self.dispatcher:reload(monitors)
