@@ -83,6 +83,20 @@ describe("Dispatcher:reload", function()
     assert.equals(1, #state:all())
   end)
 
+  it("keeps the state of a monitor whose class is declared again under the same name",
+  function()
+    local rec = recorder()
+    local function declared()
+      local cls = mw.monitors.Monitor:extend("Declared")
+      cls.check = function() return true end
+      return cls{ name = "d", check_every = 60 }
+    end
+    local d = mw.Dispatcher{ monitors = { declared() }, consumers = { rec } }
+    rec.calls = {}
+    assert.same({ added = 0, changed = 1, removed = 0, unchanged = 0 }, d:reload{ declared() })
+    assert.same({ "monitor d" }, rec.calls) -- no on_remove: the state stays
+  end)
+
   it("changes nothing when the new list is wrong", function()
     local m = plain("a")
     local d = mw.Dispatcher{ monitors = { m } }

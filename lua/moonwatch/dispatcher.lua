@@ -180,6 +180,16 @@ local function tell(self, method, ...)
   end
 end
 
+-- Whether two monitors are checks of one kind: the same class, or classes
+-- of one name (a class declared in monitors.lua is a new table each time
+-- the file is evaluated).
+local function same_kind(a, b)
+  local ma, mb = getmetatable(a), getmetatable(b)
+  if ma == mb then return true end
+  local na = type(ma) == "table" and rawget(ma, "__name")
+  return type(na) == "string" and type(mb) == "table" and rawget(mb, "__name") == na
+end
+
 -- Whether a reload may keep old running in new's place: the same class, and
 -- a same_config (that class's) finding them alike. A monitor without one
 -- cannot be compared: it restarts.
@@ -198,7 +208,8 @@ end
 --- keeps running as it is (its object, schedule and connections; the new
 --- object is dropped); a changed one is replaced, its running check
 --- cancelled and its schedule restarted (at once, or at its spread offset),
---- with its state kept when the new one is of the same class (consumers
+--- with its state kept when the new one is of the same class, or one of the
+--- same name (consumers
 --- hear on_monitor), forgotten otherwise (on_remove "replaced", then
 --- on_monitor); a removed one stops, its running check cancelled, no result
 --- of it after (on_remove "removed"); a new one starts as a changed one
@@ -265,7 +276,7 @@ function Dispatcher:reload(monitors)
       if not p then
         counts.removed = counts.removed + 1
         tell(self, "on_remove", check.monitor, check.name, "removed")
-      elseif getmetatable(check.monitor) ~= getmetatable(p.monitor) then
+      elseif not same_kind(check.monitor, p.monitor) then
         tell(self, "on_remove", check.monitor, check.name, "replaced")
       end
     end
