@@ -230,15 +230,19 @@ local providers = mw.providers
 return mw.container(function(c)
   c.config = providers.Configuration{ m = { url = "http://127.0.0.1:1/", timeout = 1,
                                             check_every = %s } }
-  c.used = providers.Resource(function() return { n = 0 } end)
+  c.used = providers.Resource(function()
+    _G.reload_spec_inits = (_G.reload_spec_inits or 0) + 1
+    return { n = 0 }
+  end)
   c.http_client = providers.Singleton(mw.http.Client)
   c.a = providers.Factory(mw.monitors.HttpMonitor, { http_client = c.http_client,
-                                                     options = c.config.m })
+                                                     options = c.config.m, used = c.used })
   c.dispatcher = providers.Factory(mw.Dispatcher, { monitors = providers.List(c.a) })
 end)
 ]]
 
   local function start(sets)
+    _G.reload_spec_inits = nil
     write(FILE:format("60"))
     local cli = require("moonwatch.cli")
     local c, has = cli.instantiate(assert(cli.load(path)), path, sets or {})
@@ -260,11 +264,13 @@ end)
     local ok, counts = daemon:reload()
     assert.is_true(ok)
     assert.same({ added = 0, changed = 1, removed = 0, unchanged = 0 }, counts)
+    -- the monitor's resource is the start-up one, not initialised again
+    assert.equals(1, _G.reload_spec_inits)
     write(FILE:format("30") .. "x = = 1\n")
     local err
     ok, err = daemon:reload()
     assert.is_nil(ok)
-    assert.matches("^" .. path:gsub("%p", "%%%0") .. ":12: <eof> expected near 'x'$", err)
+    assert.matches("^" .. path:gsub("%p", "%%%0") .. ":15: <eof> expected near 'x'$", err)
     assert.matches("Configuration not reloaded, the running one is kept: "
       .. err:gsub("%p", "%%%0"), records:text())
     assert.equals(2, #heard)
