@@ -184,12 +184,14 @@ function Daemon:reload(trigger)
   if counts then
     st.ok, st.success_at, st.error, st.counts = true, now, nil, counts
     st.reloads = st.reloads + 1
-    self.logger:info("Configuration reloaded: %d added, %d changed, %d removed, %d unchanged",
+    self.logger:info_with(counts,
+      "Configuration reloaded: %d added, %d changed, %d removed, %d unchanged",
       counts.added, counts.changed, counts.removed, counts.unchanged)
   else
     st.ok, st.error = false, err
     st.failures = st.failures + 1
-    self.logger:error("Configuration not reloaded, the running one is kept: %s", err)
+    self.logger:error_with({ error = err },
+      "Configuration not reloaded, the running one is kept: %s", err)
   end
   for i, fn in ipairs(self.listeners) do
     local fine, why = pcall(fn, self:reload_status())
