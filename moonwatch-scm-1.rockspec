@@ -109,6 +109,7 @@ build = {
     ["moonwatch.config.tables"] = "lua/moonwatch/config/tables.lua",
     ["moonwatch.container"] = "lua/moonwatch/container.lua",
     ["moonwatch.dispatcher"] = "lua/moonwatch/dispatcher.lua",
+    ["moonwatch.daemon"] = "lua/moonwatch/daemon.lua",
     ["moonwatch.endpoint"] = "lua/moonwatch/endpoint.lua",
     ["moonwatch.result"] = "lua/moonwatch/result.lua",
     ["moonwatch.state"] = "lua/moonwatch/state.lua",

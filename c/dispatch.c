@@ -8,6 +8,12 @@
  * due, not after it ended; a check still running when its next tick comes is
  * not started twice: the tick is skipped and counted. Each check runs
  * `monitor:check()` in a task of its own.
+ *
+ * A reload changes the set while it runs: d:remove(id) cancels the check's
+ * running task and takes its tick off the heap; d:add on a running
+ * dispatcher schedules the new check as d:start would (at once, or at its
+ * spread offset from now); replacing is both. The other checks keep their
+ * ticks. A removed check's id is given to a later add.
  */
 #include <lauxlib.h>
 #include <stdio.h>
@@ -53,8 +59,11 @@ struct mw_dispatcher {
   uv_timer_t timer; /* armed for the earliest tick */
   uv_idle_t resume; /* the next turn, when the turn budget ran out */
   int closing;      /* handles still to close */
-  slot **slots;
+  slot **slots;     /* by id - 1; NULL where a check was removed */
   int n, cap;
+  int live;  /* slots that are not NULL */
+  int *free; /* ids of removed slots, for the next adds */
+  int nfree;
   mw_tick_heap heap;
   int started;
   int spread;
@@ -372,7 +381,7 @@ static int l_add(lua_State *L) {
       budget_ns = MW_TASK_NO_BUDGET;
   }
   lua_pop(L, 1);
-  if (d->n == d->cap) {
+  if (!d->nfree && d->n == d->cap) {
     int cap = d->cap ? d->cap * 2 : 16;
     slot **slots = realloc(d->slots, (size_t)cap * sizeof *slots);
     if (!slots)
@@ -380,13 +389,18 @@ static int l_add(lua_State *L) {
     d->slots = slots;
     if (!tick_heap_reserve(&d->heap, cap))
       return luaL_error(L, "dispatcher:add: out of memory");
+    /* room for every id to be freed: a remove never allocates */
+    int *free_ids = realloc(d->free, (size_t)cap * sizeof *free_ids);
+    if (!free_ids)
+      return luaL_error(L, "dispatcher:add: out of memory");
+    d->free = free_ids;
     d->cap = cap;
   }
   slot *s = calloc(1, sizeof *s);
   if (!s)
     return luaL_error(L, "dispatcher:add: out of memory");
   s->d = d;
-  s->index = d->n + 1;
+  s->index = d->nfree ? d->free[--d->nfree] : d->n + 1;
   s->interval_ms = (uint64_t)(interval * 1000.0 + 0.5);
   s->budget_ns = budget_ns;
   /* Spread first runs over the interval, the same way on every start. */
@@ -394,7 +408,10 @@ static int l_add(lua_State *L) {
   s->offset_ms = h % s->interval_ms;
   lua_pushvalue(L, 2);
   s->monitor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  d->slots[d->n++] = s;
+  d->slots[s->index - 1] = s;
+  if (s->index > d->n)
+    d->n = s->index;
+  d->live++;
   if (d->started) {
     uv_update_time(&d->loop->uv);
     uint64_t now = uv_now(&d->loop->uv);
@@ -402,6 +419,44 @@ static int l_add(lua_State *L) {
     dispatcher_arm(d, now);
   }
   lua_pushinteger(L, s->index);
+  return 1;
+}
+
+/* d:remove(id) -> whether a running check was cancelled. The check's tick
+ * leaves the heap and its task is cancelled without reporting (no result
+ * comes of it). A check cannot remove itself while its Lua runs: its tick
+ * is still being handled below it on the C stack. */
+static int l_remove(lua_State *L) {
+  mw_dispatcher *d = check_dispatcher(L);
+  lua_Integer id = luaL_checkinteger(L, 2);
+  slot *s = id >= 1 && id <= d->n ? d->slots[id - 1] : NULL;
+  if (!s)
+    return luaL_error(L, "dispatcher:remove: no check with id %d", (int)id);
+  if (s->running && s->running->state == MW_TASK_RUNNING)
+    return luaL_error(L,
+                      "dispatcher:remove: check %d is running Lua right now (a check "
+                      "cannot remove itself)",
+                      (int)id);
+  if (s->scheduled)
+    tick_heap_remove(&d->heap, s);
+  int cancelled = 0;
+  if (s->running) {
+    s->running->on_done = NULL;
+    if (task_cancel(s->running)) {
+      d->cancelled++;
+      cancelled = 1;
+    }
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, s->monitor_ref);
+  d->slots[id - 1] = NULL;
+  d->free[d->nfree++] = (int)id;
+  d->live--;
+  free(s);
+  if (d->started) {
+    uv_update_time(&d->loop->uv);
+    dispatcher_arm(d, uv_now(&d->loop->uv));
+  }
+  lua_pushboolean(L, cancelled);
   return 1;
 }
 
@@ -415,7 +470,8 @@ static int l_start(lua_State *L) {
   uv_update_time(&d->loop->uv);
   uint64_t now = uv_now(&d->loop->uv);
   for (int i = 0; i < d->n; i++)
-    slot_start(d, d->slots[i], now);
+    if (d->slots[i])
+      slot_start(d, d->slots[i], now);
   dispatcher_arm(d, now);
   return 0;
 }
@@ -430,7 +486,7 @@ static int dispatcher_stop(lua_State *L, mw_dispatcher *d) {
   d->heap.n = 0;
   for (int i = 0; i < d->n; i++) {
     slot *s = d->slots[i];
-    if (s->running && task_cancel(s->running))
+    if (s && s->running && task_cancel(s->running))
       cancelled++;
   }
   luaL_unref(L, LUA_REGISTRYINDEX, d->self_ref);
@@ -445,14 +501,14 @@ static int l_stop(lua_State *L) {
   return 1;
 }
 
-/* d:next_due(index) -> seconds until the monitor's next tick (0 when it is
+/* d:next_due(id) -> seconds until the monitor's next tick (0 when it is
  * due), or nil when none is scheduled (stopped, or its check is running
  * past its tick). */
 static int l_next_due(lua_State *L) {
   mw_dispatcher *d = check_dispatcher(L);
-  lua_Integer i = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, i >= 1 && i <= d->n, 2, "no monitor has that index");
-  const slot *s = d->slots[i - 1];
+  lua_Integer id = luaL_checkinteger(L, 2);
+  const slot *s = id >= 1 && id <= d->n ? d->slots[id - 1] : NULL;
+  luaL_argcheck(L, s != NULL, 2, "no check has that id");
   if (!d->started || !s->scheduled)
     return 0;
   double now_ms = (double)uv_hrtime() / 1e6;
@@ -471,9 +527,9 @@ static int l_stats(lua_State *L) {
   mw_dispatcher *d = check_dispatcher(L);
   int running = 0;
   for (int i = 0; i < d->n; i++)
-    running += d->slots[i]->running != NULL;
+    running += d->slots[i] && d->slots[i]->running != NULL;
   lua_createtable(L, 0, 9);
-  set_int(L, "monitors", (uint64_t)d->n);
+  set_int(L, "monitors", (uint64_t)d->live);
   set_int(L, "scheduled", d->scheduled);
   set_int(L, "run", d->run);
   set_int(L, "skipped", d->skipped);
@@ -518,6 +574,8 @@ static int l_gc(lua_State *L) {
   box->d = NULL;
   for (int i = 0; i < d->n; i++) {
     slot *s = d->slots[i];
+    if (!s)
+      continue;
     if (s->running) {
       s->running->on_done = NULL;
       task_cancel(s->running);
@@ -529,6 +587,8 @@ static int l_gc(lua_State *L) {
   luaL_unref(L, LUA_REGISTRYINDEX, d->on_error_ref);
   metrics_detach(L, d);
   free(d->slots);
+  free(d->free);
+  d->free = NULL;
   tick_heap_free(&d->heap);
   d->slots = NULL;
   d->n = 0;
@@ -541,8 +601,8 @@ static int l_gc(lua_State *L) {
 
 void dispatch_register(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"add", l_add},           {"start", l_start},     {"stop", l_stop}, {"stats", l_stats},
-      {"next_due", l_next_due}, {"metrics", l_metrics}, {NULL, NULL}};
+      {"add", l_add},     {"remove", l_remove},     {"start", l_start},     {"stop", l_stop},
+      {"stats", l_stats}, {"next_due", l_next_due}, {"metrics", l_metrics}, {NULL, NULL}};
   if (luaL_newmetatable(L, DISPATCHER_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

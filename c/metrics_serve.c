@@ -25,14 +25,18 @@ typedef struct {
   mw_metrics_cursor cursor;
 } scrape;
 
-static void write_res(void *ctx, const char *p, size_t n) { server_res_write(ctx, p, n); }
+static void write_res(void *ctx, const char *p, size_t n) {
+  server_res_write(ctx, p, n);
+}
 
 static int produce(void *data, mw_server_res *res) {
   scrape *sc = data;
   return metrics_render(sc->m, &sc->cursor, CHUNK, write_res, res);
 }
 
-static void release(void *data) { free(data); }
+static void release(void *data) {
+  free(data);
+}
 
 static void on_scrape(void *data, const mw_server_req *req, mw_server_res *res) {
   (void)req;

@@ -18,9 +18,8 @@ int tick_heap_reserve(mw_tick_heap *h, int cap) {
   return 1;
 }
 
-void tick_heap_push(mw_tick_heap *h, uint64_t due_ms, void *item) {
-  mw_tick t = {due_ms, h->seq++, item};
-  int i = h->n++;
+/* Puts t at i (a hole) or above it, as far up as it goes. */
+static void sift_up(mw_tick_heap *h, int i, mw_tick t) {
   while (i > 0) {
     int parent = (i - 1) / 2;
     if (!tick_before(&t, &h->ticks[parent]))
@@ -31,10 +30,13 @@ void tick_heap_push(mw_tick_heap *h, uint64_t due_ms, void *item) {
   h->ticks[i] = t;
 }
 
-void *tick_heap_pop(mw_tick_heap *h) {
-  void *top = h->ticks[0].item;
-  mw_tick last = h->ticks[--h->n];
-  int i = 0;
+void tick_heap_push(mw_tick_heap *h, uint64_t due_ms, void *item) {
+  mw_tick t = {due_ms, h->seq++, item};
+  sift_up(h, h->n++, t);
+}
+
+/* Puts t at i (a hole) or below it, as far down as it goes. */
+static void sift_down(mw_tick_heap *h, int i, mw_tick last) {
   for (;;) {
     int child = 2 * i + 1;
     if (child >= h->n)
@@ -46,9 +48,32 @@ void *tick_heap_pop(mw_tick_heap *h) {
     h->ticks[i] = h->ticks[child];
     i = child;
   }
+  h->ticks[i] = last;
+}
+
+void *tick_heap_pop(mw_tick_heap *h) {
+  void *top = h->ticks[0].item;
+  mw_tick last = h->ticks[--h->n];
   if (h->n > 0)
-    h->ticks[i] = last;
+    sift_down(h, 0, last);
   return top;
+}
+
+int tick_heap_remove(mw_tick_heap *h, const void *item) {
+  int i = 0;
+  while (i < h->n && h->ticks[i].item != item)
+    i++;
+  if (i == h->n)
+    return 0;
+  mw_tick last = h->ticks[--h->n];
+  if (i == h->n)
+    return 1;
+  /* the last tick fills the hole: it may belong above it or below it */
+  if (i > 0 && tick_before(&last, &h->ticks[(i - 1) / 2]))
+    sift_up(h, i, last);
+  else
+    sift_down(h, i, last);
+  return 1;
 }
 
 void tick_heap_free(mw_tick_heap *h) {

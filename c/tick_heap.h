@@ -29,6 +29,9 @@ void *tick_heap_pop(mw_tick_heap *h);
 static inline const mw_tick *tick_heap_top(const mw_tick_heap *h) {
   return h->n > 0 ? &h->ticks[0] : 0;
 }
+/* Removes the tick of item, wherever it is in the heap; 0 when item has
+ * none. A linear search: for the rare removals (a reload), not per tick. */
+int tick_heap_remove(mw_tick_heap *h, const void *item);
 void tick_heap_free(mw_tick_heap *h);
 
 #endif

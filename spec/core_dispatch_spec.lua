@@ -367,4 +367,99 @@ describe("core dispatcher", function()
     assert.equals(0, st.failed)
     assert.equals(1, st.cancelled)
   end)
+  -- A reload: checks removed, added and replaced while the others run on.
+  describe("while running", function()
+    it("remove cancels the running check, drops its tick and keeps the others' phase",
+    function()
+      local starts, closed, after = { keep = {}, gone = {} }, 0, false
+      local function monitor(name, hold)
+        return { check = function()
+          starts[name][#starts[name] + 1] = core.now()
+          local _ <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+          core.sleep(hold)
+          if name == "gone" then after = true end
+        end }
+      end
+      local d = core.dispatcher{ spread = false }
+      d:add(monitor("keep", 0.01), { interval = 0.2, name = "keep" })
+      local gone = d:add(monitor("gone", 5), { interval = 0.2, name = "gone" })
+      local cancelled
+      core.spawn(function()
+        d:start()
+        core.sleep(0.1) -- "gone" waits in its 5 s check
+        cancelled = d:remove(gone)
+        core.sleep(0.55)
+        d:stop()
+      end)
+      core.run()
+      assert.is_true(cancelled)
+      assert.is_false(after)
+      assert.equals(1, #starts.gone)
+      assert.equals(4, #starts.keep) -- 0, 0.2, 0.4, 0.6: unmoved by the remove
+      assert_near_all(0.2, diffs(starts.keep), 0.03, "interval")
+      local st = d:stats()
+      assert.equals(1, st.monitors)
+      assert.equals(1, st.cancelled)
+      assert.equals(0, st.failed)
+      assert.has_error(function() d:remove(gone) end,
+        "dispatcher:remove: no check with id " .. gone)
+    end)
+
+    it("add on a running dispatcher starts the check at once; a removed id is reused",
+    function()
+      local starts = {}
+      local d = core.dispatcher{ spread = false }
+      local first = d:add({ check = function() end }, { interval = 1, name = "first" })
+      local added_at, id
+      core.spawn(function()
+        d:start()
+        core.sleep(0.1)
+        assert.is_false(d:remove(first)) -- idle: nothing to cancel
+        added_at = core.now()
+        id = d:add({ check = function() starts[#starts + 1] = core.now() end },
+                   { interval = 0.2, name = "second" })
+        core.sleep(0.35)
+        d:stop()
+      end)
+      core.run()
+      assert.equals(first, id)
+      assert.equals(2, #starts) -- at once, then 0.2 s later
+      assert.is_true(starts[1] - added_at < 0.03, "first run after " .. (starts[1] - added_at))
+      assert_near_all(0.2, diffs(starts), 0.03, "interval")
+      assert.equals(1, d:stats().monitors)
+    end)
+
+    it("a check cannot remove itself while its Lua runs", function()
+      local d = core.dispatcher{ spread = false }
+      local id, err
+      id = d:add({ check = function()
+        local ok, e = pcall(d.remove, d, id)
+        err = not ok and e
+        d:stop()
+      end }, { interval = 0.1, name = "self" })
+      d:start()
+      core.run()
+      assert.matches("check %d+ is running Lua right now", err)
+    end)
+
+    it("removing every check leaves the loop free to end", function()
+      local d = core.dispatcher{ spread = false }
+      local ids = {}
+      for i = 1, 50 do
+        ids[i] = d:add({ check = function() core.sleep(10) end }, { interval = 1, name = "m" .. i })
+      end
+      core.spawn(function()
+        d:start()
+        core.sleep(0.05)
+        for i = 50, 1, -1 do d:remove(ids[i]) end
+        d:stop()
+      end)
+      local t0 = core.now()
+      core.run()
+      assert.is_true(core.now() - t0 < 1)
+      local st = d:stats()
+      assert.equals(0, st.monitors)
+      assert.equals(50, st.cancelled)
+    end)
+  end)
 end)

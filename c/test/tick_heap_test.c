@@ -93,12 +93,42 @@ static void test_interleaved(void **state) {
   tick_heap_free(&h);
 }
 
+/* Removing ticks anywhere (a reload) keeps the rest in order. */
+static void test_remove(void **state) {
+  (void)state;
+  static int items[200];
+  mw_tick_heap h = {0};
+  assert_true(tick_heap_reserve(&h, 200));
+  for (int i = 0; i < 200; i++) {
+    items[i] = (i * 37) % 200; /* due times in a scrambled order */
+    tick_heap_push(&h, (uint64_t)items[i], &items[i]);
+  }
+  for (int i = 0; i < 200; i += 3)
+    assert_true(tick_heap_remove(&h, &items[i]));
+  assert_false(tick_heap_remove(&h, &items[0])); /* gone already */
+  assert_int_equal(h.n, 200 - 67);
+  int prev = -1, seen = 0;
+  while (tick_heap_top(&h)) {
+    int *item = tick_heap_pop(&h);
+    assert_int_not_equal((item - items) % 3, 0);
+    assert_true(*item > prev);
+    prev = *item;
+    seen++;
+  }
+  assert_int_equal(seen, 200 - 67);
+  tick_heap_push(&h, 5, &items[1]);
+  assert_true(tick_heap_remove(&h, &items[1])); /* the only tick */
+  assert_null(tick_heap_top(&h));
+  tick_heap_free(&h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_empty),
       cmocka_unit_test(test_order),
       cmocka_unit_test(test_ties_in_push_order),
       cmocka_unit_test(test_interleaved),
+      cmocka_unit_test(test_remove),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

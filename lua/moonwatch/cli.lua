@@ -94,6 +94,8 @@ local function bounded(fn, ...)
   if limit == 0 then return fn(...) end
   return core.cpu_limit(limit, fn, ...)
 end
+--- (a reload's loading is bounded alike)
+M.bounded = bounded
 
 --- The directory part of a path: "a/b.lua" -> "a", "b.lua" -> ".".
 local function dirname(path)
@@ -364,12 +366,21 @@ function M.main(argv)
     return 1
   end
   local status = 0
+  local daemon
   if opts.once then
     status = run_once(dispatcher) > 0 and 1 or 0
+  elseif type(dispatcher) == "table" and type(dispatcher.reload) == "function" then
+    daemon = require("moonwatch.daemon").new{ path = opts.path, sets = opts.sets,
+                                              container = c, dispatcher = dispatcher }
+    daemon:run()
   else
-    dispatcher:run()
+    dispatcher:run() -- not a moonwatch.Dispatcher: it cannot be reloaded
   end
   if opts.stats and dispatcher.stats then io.stderr:write(M.stats_line(dispatcher, t0)) end
+  if daemon then
+    ok, err = daemon:shutdown_resources()
+    if not ok then say("%s", tostring(err)) end
+  end
   ok, err = pcall(c.shutdown_resources, c)
   if not ok then
     say("%s", tostring(err))

@@ -11,8 +11,12 @@
 ---
 --- A consumer is any object with `on_result(self, monitor, result)` (see
 --- moonwatch.result for results) and optionally `on_monitor(self, monitor,
---- name)`, called once per monitor here, `on_dispatcher(self, dispatcher)`,
---- called once after them (metrics read the schedule), and `on_stop(self)`,
+--- name)`, called once per monitor here (and for each one a reload adds or
+--- changes), `on_dispatcher(self, dispatcher)`, called once after them
+--- (metrics read the schedule), `on_remove(self, monitor, name, why)`, called
+--- when a reload removes a monitor (why "removed") or replaces it by one of
+--- another class (why "replaced", then on_monitor for the new one), and
+--- `on_stop(self)`,
 --- called when the Dispatcher stops. One with only on_monitor or on_stop (alerts, which hear
 --- the State's changes) is not called per result. Consumers run in the
 --- order given, right after each check; one that raises is logged and the
@@ -76,6 +80,30 @@ local function is_callable(f)
   return mt ~= nil and type(mt) == "table" and mt.__call ~= nil
 end
 
+-- The name of monitors[i] (its own, else "monitors[i]"), or nil, what is
+-- wrong with it.
+local function validate(m, i)
+  if type(m) ~= "table" and type(m) ~= "userdata" then
+    return nil, string.format("monitors[%d] is a %s, not a monitor", i, type(m))
+  end
+  local name = m.name ~= nil and tostring(m.name) or string.format("monitors[%d]", i)
+  local interval = m.interval
+  if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
+    return nil, string.format("monitors[%d] (%s) has no interval greater than 0", i, name)
+  end
+  if not is_callable(m.check) then
+    return nil, string.format("monitors[%d] (%s) has no check method", i, name)
+  end
+  return name
+end
+
+-- Puts a check on the core's schedule; its id is the core's.
+local function schedule(self, check)
+  local m = check.monitor
+  check.id = self.core:add(check, { interval = m.interval, name = check.name,
+                                    cpu_budget = m.cpu_budget or self.cpu_budget })
+end
+
 --- kwargs: monitors, and optionally spread (spread the first checks over
 --- the interval) and cpu_budget (seconds of CPU a check may run Lua without
 --- waiting, for monitors that set none; default core.cpu_budget(), 1 s).
@@ -124,22 +152,13 @@ function Dispatcher.new(kwargs)
       self:raised(check.monitor, check.name, traceback, err)
     end,
   }
+  self.cpu_budget = budget
   for i, m in ipairs(self.monitors) do
-    if type(m) ~= "table" and type(m) ~= "userdata" then
-      error(string.format("monitors[%d] is a %s, not a monitor", i, type(m)), 0)
-    end
-    local name = m.name ~= nil and tostring(m.name) or string.format("monitors[%d]", i)
-    local interval = m.interval
-    if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
-      error(string.format("monitors[%d] (%s) has no interval greater than 0", i, name), 0)
-    end
-    if not is_callable(m.check) then
-      error(string.format("monitors[%d] (%s) has no check method", i, name), 0)
-    end
+    local name, err = validate(m, i)
+    if not name then error(err, 0) end
     local check = setmetatable({ monitor = m, dispatcher = self, name = name }, Check)
     self.checks[i] = check
-    check.index = self.core:add(check, { interval = interval, name = name,
-                                         cpu_budget = m.cpu_budget or budget })
+    schedule(self, check)
   end
   for _, c in ipairs(consumers) do
     if is_callable(c.on_monitor) then
@@ -181,11 +200,138 @@ end
 function Dispatcher:schedule()
   local out, wall = {}, time()
   for i, check in ipairs(self.checks) do
-    local left = self.started_at and not self.stopping and self.core:next_due(check.index)
+    local left = self.started_at and not self.stopping and self.core:next_due(check.id)
     out[i] = { name = check.name, interval = check.monitor.interval,
                next_check = left and wall + left or nil }
   end
   return out
+end
+
+-- Calls consumers' method (on_monitor, on_remove) with the arguments; one
+-- that raises is logged and the others still run.
+local function tell(self, method, ...)
+  for i, c in ipairs(self.all_consumers) do
+    local f = c[method]
+    if is_callable(f) then
+      local ok, err = pcall(f, c, ...)
+      if not ok then
+        self.logger:error("%s of consumer %d failed: %s", method, i, tostring(err))
+      end
+    end
+  end
+end
+
+-- Whether two monitors are checks of one kind: the same class, or classes
+-- of one name (a class declared in monitors.lua is a new table each time
+-- the file is evaluated).
+local function same_kind(a, b)
+  local ma, mb = getmetatable(a), getmetatable(b)
+  if ma == mb then return true end
+  local na = type(ma) == "table" and rawget(ma, "__name")
+  return type(na) == "string" and type(mb) == "table" and rawget(mb, "__name") == na
+end
+
+-- Whether a reload may keep old running in new's place: the same class, and
+-- a same_config (that class's) finding them alike. A monitor without one
+-- cannot be compared: it restarts.
+local function unchanged(old, new)
+  if old == new then return true end
+  local mt = getmetatable(old)
+  if mt == nil or mt ~= getmetatable(new) or not is_callable(old.same_config) then
+    return false
+  end
+  local ok, same = pcall(old.same_config, old, new)
+  return ok and same == true
+end
+
+--- Runs `monitors` from now on in place of the current ones, matched by
+--- name (a reload): a monitor whose same_config finds its new one alike
+--- keeps running as it is (its object, schedule and connections; the new
+--- object is dropped); a changed one is replaced, its running check
+--- cancelled and its schedule restarted (at once, or at its spread offset),
+--- with its state kept when the new one is of the same class, or one of the
+--- same name (consumers
+--- hear on_monitor), forgotten otherwise (on_remove "replaced", then
+--- on_monitor); a removed one stops, its running check cancelled, no result
+--- of it after (on_remove "removed"); a new one starts as a changed one
+--- does (on_monitor). Nothing changes when the new list is wrong (empty, not
+--- a monitor, no interval, no check, two of one name): returns nil, message.
+--- Otherwise returns counts { added, changed, removed, unchanged }.
+---@param monitors moonwatch.Monitor[]
+---@return {added: integer, changed: integer, removed: integer, unchanged: integer}?, string?
+function Dispatcher:reload(monitors)
+  if type(monitors) ~= "table" then
+    return nil, "monitors must be a list of monitors, got " .. type(monitors)
+  end
+  if #monitors == 0 then
+    -- the loop would end with nothing to run: the daemon would exit
+    return nil, "no monitors to run (the running ones are kept; stop the daemon to run none)"
+  end
+  local plan, index_of = {}, {}
+  for i, m in ipairs(monitors) do
+    local name, err = validate(m, i)
+    if not name then return nil, err end
+    if index_of[name] then
+      return nil, string.format("monitors[%d] and monitors[%d] are both named '%s' (a reload "
+        .. "matches monitors by name: give each its own)", index_of[name], i, name)
+    end
+    index_of[name] = i
+    plan[i] = { monitor = m, name = name }
+  end
+  local old = {}
+  for _, check in ipairs(self.checks) do
+    if old[check.name] == nil then old[check.name] = check end
+  end
+  local kept, counts = {}, { added = 0, changed = 0, removed = 0, unchanged = 0 }
+  for _, p in ipairs(plan) do
+    local o = old[p.name]
+    if o and unchanged(o.monitor, p.monitor) then
+      p.check, kept[o] = o, true
+      counts.unchanged = counts.unchanged + 1
+    else
+      p.old = o
+      p.check = setmetatable({ monitor = p.monitor, dispatcher = self, name = p.name }, Check)
+    end
+  end
+  -- New checks first: one the core refuses (a bad cpu_budget) undoes the
+  -- others, and the running set is as it was.
+  local added = {}
+  for _, p in ipairs(plan) do
+    if not p.check.id then
+      local ok, err = pcall(schedule, self, p.check)
+      if not ok then
+        for _, check in ipairs(added) do self.core:remove(check.id) end
+        return nil, tostring(err)
+      end
+      added[#added + 1] = p.check
+    end
+  end
+  local replaced = {}
+  for _, p in ipairs(plan) do
+    if p.old then replaced[p.old] = p end
+  end
+  for _, check in ipairs(self.checks) do
+    if not kept[check] then
+      self.core:remove(check.id)
+      local p = replaced[check]
+      if not p then
+        counts.removed = counts.removed + 1
+        tell(self, "on_remove", check.monitor, check.name, "removed")
+      elseif not same_kind(check.monitor, p.monitor) then
+        tell(self, "on_remove", check.monitor, check.name, "replaced")
+      end
+    end
+  end
+  local checks, list = {}, {}
+  for i, p in ipairs(plan) do
+    checks[i], list[i] = p.check, p.check.monitor
+    if not kept[p.check] then
+      if p.old then counts.changed = counts.changed + 1 else counts.added = counts.added + 1 end
+      tell(self, "on_monitor", p.check.monitor, p.name)
+    end
+  end
+  self.checks, self.monitors = checks, list
+  return counts
 end
 
 --- A check raised (or ran out of CPU): logged with its traceback, and a
@@ -263,7 +409,8 @@ end
 
 --- What the daemon does on a signal: SIGTERM and SIGINT stop it (a second
 --- one exits at once, in C); SIGUSR1 reopens the log file (logrotate);
---- SIGHUP is logged and ignored until reload exists.
+--- SIGHUP calls `self.on_hup` (the daemon's reload, moonwatch.daemon), and is
+--- logged and ignored when there is none.
 function Dispatcher:on_signal(name)
   if name == "SIGUSR1" then
     local ok, err = log.reopen()
@@ -272,6 +419,8 @@ function Dispatcher:on_signal(name)
     else
       self.logger:warning("SIGUSR1: log file not reopened: %s", tostring(err))
     end
+  elseif name == "SIGHUP" and self.on_hup then
+    self.on_hup()
   elseif name == "SIGHUP" then
     self.logger:warning("SIGHUP received and ignored: reloading the configuration is not "
       .. "supported yet (restart to apply changes)")

@@ -112,6 +112,39 @@ local function round3(x)
 end
 M.round3 = round3
 
+--- A plain copy of a value (tables copied deeply, without metatables), for
+--- comparing a monitor's configuration later: the options table may be
+--- changed after the monitor is built. Functions and other references are
+--- kept as they are (they compare by identity). A table met twice (a cycle)
+--- is the same copy.
+local function snapshot(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local out = {}
+  seen[v] = out
+  for k, x in next, v do out[snapshot(k, seen)] = snapshot(x, seen) end
+  return out
+end
+M.snapshot = snapshot
+
+--- Whether two values are alike: equal, or tables with alike values under
+--- the same keys (keys that are tables compare by identity).
+local function alike(a, b, depth)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  depth = (depth or 0) + 1
+  if depth > 50 then return false end -- a cycle, or something too deep: not proven alike
+  for k, x in next, a do
+    if not alike(x, rawget(b, k), depth) then return false end
+  end
+  for k in next, b do
+    if rawget(a, k) == nil then return false end
+  end
+  return true
+end
+M.alike = alike
+
 ---@class moonwatch.HttpMonitor: moonwatch.Monitor
 ---@field http_client moonwatch.http.Client
 ---@field request table  the options sent on every check (method, url, timeout, ...)
@@ -208,10 +241,26 @@ function HttpMonitor:new(kwargs)
   end
   if not checked then fail("%s: %s", where, tostring(why)) end
   self.request = request
+  -- What a reload compares (same_config): the options as given and the
+  -- client's defaults, which are merged into every request.
+  local defaults = type(client) == "table" and rawget(client, "defaults") or nil
+  self.config = snapshot({ name = name, options = o, client_defaults = defaults })
   -- The up record's text, built once: the method and URL never change.
   self.record_up = "Check\n    " .. (method .. " " .. o.url):gsub("%%", "%%%%")
     .. "\n    response code: %s\n    content length: %s\n    request took: %s seconds"
   return self
+end
+
+--- Whether other, an HttpMonitor built from a reloaded config, is
+--- configured the same (options, name and the client's defaults): a reload
+--- then keeps this one running, with its schedule and connection. A
+--- subclass is never the same (it may read more than these options): it
+--- defines its own same_config to be kept.
+---@param other moonwatch.HttpMonitor
+---@return boolean
+function HttpMonitor:same_config(other)
+  return getmetatable(self) == HttpMonitor and getmetatable(other) == HttpMonitor
+    and self.config ~= nil and alike(self.config, other.config)
 end
 
 --- Sends the request, judges the response by the monitor's conditions and

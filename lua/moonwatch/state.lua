@@ -17,7 +17,8 @@
 ---
 --- It is a result consumer: anything with `on_result(self, monitor, result)`
 --- (and optionally `on_monitor(self, monitor, name)`, called once per monitor when
---- the Dispatcher is built) can be listed in the Dispatcher's `consumers`
+--- the Dispatcher is built or a reload adds it, and `on_remove(self, monitor,
+--- name, why)` when a reload removes it) can be listed in the Dispatcher's `consumers`
 --- instead, or beside it (a spec's recorder, later alerts and metrics).
 ---
 --- Listeners of changes (`state:on_change(listener)`) hear each change once:
@@ -154,6 +155,22 @@ end
 ---@param monitor table
 function State:on_monitor(monitor, name)
   entry_for(self, tostring(name or monitor.name or "?"), self.clock())
+end
+
+--- A monitor left the configuration (a reload): its state is forgotten. A
+--- monitor of the same name added later starts PENDING.
+---@param monitor table
+---@param name string?
+function State:on_remove(monitor, name)
+  name = tostring(name or monitor.name or "?")
+  if not self.by_name[name] then return end
+  self.by_name[name] = nil
+  for i, n in ipairs(self.order) do
+    if n == name then
+      table.remove(self.order, i)
+      break
+    end
+  end
 end
 
 --- Takes one result of `monitor`; returns its state entry.

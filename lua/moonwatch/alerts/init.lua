@@ -417,6 +417,31 @@ function Alerts:on_change(entry, from, to)
   end
 end
 
+--- A reload removed the monitor (or replaced it by one of another kind):
+--- an alert open for it is resolved, as an "up" event with `removed = true`
+--- and the reason, since no check will ever close it; its reminder stops
+--- and the engine forgets it. why: "removed" or "replaced".
+function Alerts:on_remove(monitor, name, why)
+  local a = self.monitors[name]
+  if not a then return end
+  cancel_reminder(a)
+  if a.sent then
+    if rule_value(self, a, "send_on_resolved") then
+      local now = self.clock:now()
+      local ev = event_of(self, a, "up", now)
+      ev.removed = true
+      ev.reason = why == "replaced" and "replaced by a monitor of another kind in a reload"
+        or "removed from the configuration"
+      ev.down_for_s = math.max(0, now - a.sent.since)
+      enqueue(self, a, ev)
+    end
+    self.store:mark_sent(name, nil)
+  end
+  self.monitors[name] = nil
+  if monitor ~= nil then self.name_of[monitor] = nil end
+  self.children = nil
+end
+
 --- What a monitor's state reads with its alerts: "down (gateway is down)",
 --- "maintenance", or the State's ("up", "down", "pending").
 ---@param name string

@@ -118,9 +118,13 @@ local function header_list(kind, name, headers)
   return out
 end
 
---- The one line of an event: "example is DOWN: status 500..." or "example
---- is UP again after 2m13s down".
+--- The one line of an event: "example is DOWN: status 500...", "example
+--- is UP again after 2m13s down" or, for a monitor a reload removed,
+--- "example is no longer monitored: removed from the configuration".
 function M.summary(event)
+  if event.removed then
+    return string.format("%s is no longer monitored: %s", event.monitor, tostring(event.reason))
+  end
   if event.state == "up" then
     return string.format("%s is UP again after %s down", event.monitor,
       State.duration(event.down_for_s or 0))
