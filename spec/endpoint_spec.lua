@@ -59,6 +59,51 @@ local function checks(d, name, n)
 end
 
 describe("mw.Endpoint", function()
+  local quiet
+  before_each(function() quiet = mw.log.capture() end)
+  after_each(function() quiet:close() end)
+
+  describe("as a consumer of the Dispatcher", function()
+    it("listens when the schedule starts, serves it, and closes when it stops", function()
+      local ep = mw.Endpoint{ listen = "127.0.0.1:0", lifecycle = true }
+      local d = mw.Dispatcher{ monitors = { monitor("web") }, spread = false,
+                               consumers = { mw.State(), ep } }
+      assert.is_nil(ep.server) -- built, not listening: --check and --once open no port
+      d:check_once()
+      assert.is_nil(ep.server)
+      core.run(function()
+        d:start()
+        local _, port = ep:address()
+        checks(d, "web", 1)
+        local body = json_of(request(port, "/api/v1/monitors/web"))
+        assert.equals("UP", body.state)
+        assert.equals(200, request(port, "/readyz").status)
+        -- lifecycle with no daemon running: nothing to reload
+        local r = request(port, "/-/reload", { method = "POST" })
+        assert.equals(500, r.status)
+        assert.equals("reload failed: no daemon runs to reload\n", r.body)
+        d:stop()
+      end)
+      assert.equals(0, core.stats().handles)
+      assert.truthy(quiet:text():find("Listening on 127.0.0.1:", 1, true))
+    end)
+
+    it("stops the start when its port is taken", function()
+      core.run(function()
+        local first = mw.Endpoint{ listen = "127.0.0.1:0", dispatcher = dispatcher() }
+        local _, port = first:address()
+        local ep = mw.Endpoint{ listen = "127.0.0.1:" .. port }
+        local d = mw.Dispatcher{ monitors = { monitor("web") }, consumers = { mw.State(), ep } }
+        local ok, err = pcall(d.start, d)
+        assert.is_false(ok)
+        assert.matches("^Endpoint: .*" .. port, err)
+        first.dispatcher:stop()
+        first:close()
+        d:stop()
+      end)
+    end)
+  end)
+
   describe("options", function()
     local function fails(kwargs, pattern)
       local ok, err = pcall(mw.Endpoint, kwargs)
@@ -70,11 +115,10 @@ describe("mw.Endpoint", function()
       local d = dispatcher()
       fails(nil, "Endpoint: expected a table of options")
       fails({ dispatcher = d, listn = "x" }, "Endpoint: unknown option 'listn'")
-      fails({}, "Endpoint: option 'dispatcher' must be a Dispatcher")
+      fails({ dispatcher = {} }, "Endpoint: option 'dispatcher' must be a Dispatcher")
       fails({ dispatcher = d, state = {} }, "option 'state' must be a State")
       fails({ dispatcher = d, reload = true }, "option 'reload' must be a function")
       fails({ dispatcher = d, lifecycle = "yes" }, "option 'lifecycle' must be a boolean")
-      fails({ dispatcher = d, lifecycle = true }, "option 'lifecycle' needs a reload function")
       fails({ dispatcher = d, metrics = {} }, "option 'metrics' must have a mount%(server, path%)")
       fails({ dispatcher = d, listen = 80 }, "option 'listen' must be a string")
       fails({ dispatcher = d, listen = "nowhere" }, "^Endpoint: 'nowhere' is not host:port")

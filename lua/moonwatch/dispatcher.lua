@@ -15,10 +15,12 @@
 --- changes), `on_dispatcher(self, dispatcher)`, called once after them
 --- (metrics read the schedule), `on_remove(self, monitor, name, why)`, called
 --- when a reload removes a monitor (why "removed") or replaces it by one of
---- another class (why "replaced", then on_monitor for the new one), and
---- `on_stop(self)`,
---- called when the Dispatcher stops. One with only on_monitor or on_stop (alerts, which hear
---- the State's changes) is not called per result. Consumers run in the
+--- another class (why "replaced", then on_monitor for the new one),
+--- `on_start(self, dispatcher)`, called when the schedule starts (the
+--- daemon runs, not `--once`: an HTTP endpoint listens then; an error in it
+--- stops the start), and `on_stop(self)`, called when the Dispatcher stops.
+--- One without on_result (alerts, which hear the State's changes) is not
+--- called per result. Consumers run in the
 --- order given, right after each check; one that raises is logged and the
 --- others still run.
 --- Without `consumers`, the Dispatcher keeps a State of its own.
@@ -126,7 +128,7 @@ function Dispatcher.new(kwargs)
   for i, c in ipairs(consumers) do
     local object = type(c) == "table" or type(c) == "userdata"
     if not object or not (is_callable(c.on_result) or is_callable(c.on_monitor)
-                          or is_callable(c.on_stop)) then
+                          or is_callable(c.on_stop) or is_callable(c.on_start)) then
       error(string.format("consumers[%d] has no on_result method (a result consumer "
         .. "is an object with on_result(self, monitor, result))", i), 0)
     end
@@ -377,6 +379,9 @@ end
 function Dispatcher:start()
   self.logger:info("Starting up")
   self.stopping = false
+  for _, c in ipairs(self.all_consumers) do
+    if is_callable(c.on_start) then c:on_start(self) end
+  end
   self.core:start()
   self.started_at = core.now()
 end

@@ -10,15 +10,20 @@
 ---     local ep = mw.Endpoint{ listen = "127.0.0.1:0", dispatcher = d }
 ---     ep:address()  --> "127.0.0.1", 40123
 ---
---- It listens once built, and hears each result as a consumer of the
---- Dispatcher (added with `dispatcher:add_consumer`), keeping a small copy
---- of each monitor's last result; it closes when the Dispatcher stops.
+--- Given a dispatcher, it listens once built and adds itself as a consumer
+--- (`dispatcher:add_consumer`). Without one it is a consumer to list in the
+--- Dispatcher's `consumers` (as monitors.lua does), and listens when the
+--- schedule starts (`on_start`: the daemon runs, `--check` and `--once`
+--- open no port). It keeps a small copy of each monitor's last result and
+--- closes when the Dispatcher stops. `reload` defaults to the running
+--- daemon's (moonwatch.daemon).
 --- With `auth` (`bearer` or `bearer_file`, or `user` and `password` or
 --- `password_file`: a file's first line) every request needs
 --- it (`scope = "marked"`: only `/-/reload`); `/-/reload` always needs it
 --- when the server listens beyond loopback, so lifecycle without auth there is
 --- an error.
 local core = require("moonwatch.core")
+local log = require("moonwatch.log")
 
 local M = {}
 
@@ -51,21 +56,20 @@ local function check_options(kwargs)
     if not KNOWN[k] then error("Endpoint: unknown option '" .. tostring(k) .. "'", 3) end
   end
   local d = kwargs.dispatcher
-  if type(d) ~= "table" or type(d.schedule) ~= "function" then
+  if d ~= nil and (type(d) ~= "table" or type(d.schedule) ~= "function") then
     error("Endpoint: option 'dispatcher' must be a Dispatcher", 3)
   end
-  local state = kwargs.state or d.state
-  if type(state) ~= "table" or type(state.get) ~= "function" then
-    error("Endpoint: option 'state' must be a State (the Dispatcher has none)", 3)
+  local state = kwargs.state or d and d.state
+  if state ~= nil and (type(state) ~= "table" or type(state.get) ~= "function") then
+    error("Endpoint: option 'state' must be a State", 3)
   end
+  if d and not state then error("Endpoint: option 'state' must be a State (the Dispatcher "
+    .. "has none)", 3) end
   if kwargs.reload ~= nil and type(kwargs.reload) ~= "function" then
     error("Endpoint: option 'reload' must be a function", 3)
   end
   if kwargs.lifecycle ~= nil and type(kwargs.lifecycle) ~= "boolean" then
     error("Endpoint: option 'lifecycle' must be a boolean", 3)
-  end
-  if kwargs.lifecycle and not kwargs.reload then
-    error("Endpoint: option 'lifecycle' needs a reload function", 3)
   end
   local metrics = kwargs.metrics
   if metrics ~= nil and (type(metrics) ~= "table" and type(metrics) ~= "userdata"
@@ -93,11 +97,15 @@ local function read_secret(path, what)
   return secret
 end
 
--- auth for core.http_server: bearer_file and password_file read here.
+-- auth for core.http_server: bearer_file and password_file read here. An
+-- empty string is a setting left unset; with all unset there is no auth.
 local function server_auth(auth)
   if type(auth) ~= "table" then return auth end
   local out = {}
-  for k, v in pairs(auth) do out[k] = v end
+  for k, v in pairs(auth) do
+    if v ~= "" then out[k] = v end
+  end
+  if next(out) == nil or next(out) == "scope" and next(out, "scope") == nil then return nil end
   for _, key in ipairs({ "bearer", "password" }) do
     local file = key .. "_file"
     if out[file] ~= nil then
@@ -118,10 +126,11 @@ local function json(status, value) return status, cjson.encode(value), JSON end
 
 local function json_error(status, message) return json(status, { error = message }) end
 
---- Builds the endpoint and starts listening. kwargs: dispatcher, and
---- optionally state (the Dispatcher's), listen (M.DEFAULT_LISTEN), reload
---- (a function returning true, or nil and a message), lifecycle (false),
---- auth, metrics, and the server's limits (max_connections, ...).
+--- Builds the endpoint. kwargs: optionally dispatcher (then it listens
+--- now), state (the Dispatcher's), listen (M.DEFAULT_LISTEN), reload (a
+--- function returning true, or nil and a message; the running daemon's by
+--- default), lifecycle (false), auth, metrics, and the server's limits
+--- (max_connections, ...).
 ---@return moonwatch.Endpoint
 function M.new(kwargs)
   local dispatcher, state = check_options(kwargs)
@@ -134,34 +143,66 @@ function M.new(kwargs)
     state = state,
     reload = kwargs.reload,
     lifecycle = kwargs.lifecycle == true,
+    metrics = kwargs.metrics,
     last = {},
     reloading = false,
   }, Endpoint)
   local opts = {
     listen = kwargs.listen or M.DEFAULT_LISTEN,
     auth = server_auth(kwargs.auth),
-    auth_always = kwargs.auth and { "/-/reload" } or nil,
     handler = function(req) return self:handle(req) end,
   }
+  opts.auth_always = opts.auth and { "/-/reload" } or nil
   for _, k in ipairs(SERVER_OPTIONS) do opts[k] = kwargs[k] end
-  local ok, server = pcall(core.http_server, opts)
-  if not ok then error("Endpoint: " .. tostring(server):gsub("^core%.http_server: ", ""), 2) end
-  if self.lifecycle and not kwargs.auth and not server:is_loopback() then
-    server:close()
-    error("Endpoint: lifecycle (POST /-/reload) on " .. opts.listen .. ", beyond loopback, "
-      .. "needs auth (a bearer token, or a user and password)", 2)
+  self.options = opts
+  if dispatcher then
+    self:listen(2)
+    dispatcher:add_consumer(self)
   end
-  self.server = server
-  if kwargs.metrics then kwargs.metrics:mount(server, "/metrics") end
-  dispatcher:add_consumer(self)
   return self
 end
+
+--- Starts listening (at once when built with a dispatcher, else when the
+--- schedule starts); a port taken or a bad address raises.
+function Endpoint:listen(level)
+  if self.server then return end
+  local opts = self.options
+  local ok, server = pcall(core.http_server, opts)
+  if not ok then
+    local msg = tostring(server):gsub("^core%.http_server: ", "")
+    error("Endpoint: " .. msg, level and level + 1 or 0)
+  end
+  if self.lifecycle and not opts.auth and not server:is_loopback() then
+    server:close()
+    error("Endpoint: lifecycle (POST /-/reload) on " .. opts.listen .. ", beyond loopback, "
+      .. "needs auth (a bearer token, or a user and password)", level and level + 1 or 0)
+  end
+  self.server = server
+  if self.metrics then self.metrics:mount(server, "/metrics") end
+  local host, port = server:address()
+  log.get("Endpoint"):info_with({ host = host, port = port }, "Listening on %s",
+    host:find(":", 1, true) and ("[%s]:%d"):format(host, port) or ("%s:%d"):format(host, port))
+end
+
+--- Consumer: the Dispatcher it serves (when built without one).
+function Endpoint:on_dispatcher(dispatcher)
+  self.dispatcher = self.dispatcher or dispatcher
+  self.state = self.state or dispatcher.state
+  if not self.state then
+    error("Endpoint: the Dispatcher has no State (list mw.State in its consumers)", 0)
+  end
+end
+
+--- Consumer: the schedule starts (the daemon runs): listen now.
+function Endpoint:on_start() self:listen() end
 
 --- The address it listens on: host, port.
 function Endpoint:address() return self.server:address() end
 
 --- Stops listening and closes every connection.
-function Endpoint:close() self.server:close() end
+function Endpoint:close()
+  if self.server then self.server:close() end
+end
 
 --- The Dispatcher stops (SIGTERM): so does the endpoint, whose listening
 --- socket would keep the loop running.
@@ -231,8 +272,14 @@ end
 
 function Endpoint:do_reload()
   if self.reloading then return 409, "a reload is in progress\n", TEXT end
+  local reload = self.reload
+  if not reload then
+    local daemon = require("moonwatch.daemon").current()
+    if not daemon then return 500, "reload failed: no daemon runs to reload\n", TEXT end
+    reload = function() return daemon:reload("POST /-/reload") end
+  end
   self.reloading = true
-  local ok, done, err = pcall(self.reload)
+  local ok, done, err = pcall(reload)
   self.reloading = false
   if not ok then err = done end
   if ok and done then return 200, "configuration reloaded\n", TEXT end
