@@ -68,6 +68,8 @@ build = {
         "c/smtp.c",
         "c/smtp_lua.c",
         "c/task.c",
+        "c/tcp.c",
+        "c/tcp_lua.c",
         "c/tick_heap.c",
         "c/transfer.c",
         "c/tz.c",
