@@ -102,6 +102,7 @@ build = {
     ["moonwatch.config.tables"] = "lua/moonwatch/config/tables.lua",
     ["moonwatch.container"] = "lua/moonwatch/container.lua",
     ["moonwatch.dispatcher"] = "lua/moonwatch/dispatcher.lua",
+    ["moonwatch.probes.tcp"] = "lua/moonwatch/probes/tcp.lua",
     ["moonwatch.result"] = "lua/moonwatch/result.lua",
     ["moonwatch.state"] = "lua/moonwatch/state.lua",
     ["moonwatch.store"] = "lua/moonwatch/store.lua",
