@@ -10,7 +10,6 @@
  * fails after the handshake unless insecure is set. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -418,9 +417,8 @@ static void tls_step(mw_tcp *t) {
     return;
   }
   t->res.ssl = SSL_get0_peer_certificate(t->ssl) ? t->ssl : NULL;
-  int reset = err == SSL_ERROR_SYSCALL && (errno == ECONNRESET || errno == EPIPE);
-  probe_end(t, reset ? "reset" : "tls", "TLS handshake with %s failed: %s", t->where,
-            tls_reason(t, rc, err));
+  /* a reset in the handshake too, as curl's CURLE_SSL_CONNECT_ERROR */
+  probe_end(t, "tls", "TLS handshake with %s failed: %s", t->where, tls_reason(t, rc, err));
 }
 
 static void begin_tls(mw_tcp *t) {
@@ -448,6 +446,11 @@ static void on_connected(mw_tcp *t) {
   socklen_t len = sizeof err;
   if (getsockopt(t->conn->w.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
     err = errno;
+  if (err == ECONNRESET) {
+    /* it connected: the server reset it before we looked */
+    probe_end(t, "reset", "connection to %s was reset", t->where);
+    return;
+  }
   if (err) {
     t->last_errno = err;
     conn_release(t);
@@ -726,9 +729,14 @@ mw_tcp *tcp_start(mw_loop *loop, const mw_tcp_options *o, mw_tcp_done_fn done, v
   snprintf(t->where, sizeof t->where, "%s:%d", o->host, o->port);
   uv_timer_init(&loop->uv, t->timer);
   t->timer->data = t;
+  /* libuv counts whole milliseconds from its cached time, which is behind
+   * the clock: aim at the first loop millisecond at or after the deadline,
+   * so the probe never ends before its timeout (as sleep.c does). */
   uv_update_time(&loop->uv);
-  uv_timer_start(t->timer, on_timer, (uint64_t)ceil(o->timeout * 1000.0), 0);
   t->t0 = uv_hrtime();
+  uint64_t due_ms = (t->t0 + (uint64_t)(o->timeout * 1e9) + 999999) / 1000000;
+  uint64_t now_ms = uv_now(&loop->uv);
+  uv_timer_start(t->timer, on_timer, due_ms > now_ms ? due_ms - now_ms : 1, 0);
   t->starting = 1;
   t->phase = PHASE_RESOLVE;
   if (parse_ip(o->host, o->port, &t->addrs[0])) {

@@ -153,8 +153,10 @@ describe("core.tcp_check", function()
     end)
 
     it("reset: the server resets the connection", function()
+      -- the reset comes while the probe reads, or before it saw the connection
       local msg = failure("reset", { host = "127.0.0.1", port = P.reset, read_max = 10 })
-      assert.matches("Connection reset by peer", msg, 1, true)
+      assert.is_truthy(msg:find("Connection reset by peer", 1, true)
+        or msg:find("was reset", 1, true), msg)
     end)
 
     it("tls: a server that does not speak TLS", function()
