@@ -90,8 +90,7 @@ static double elapsed(const mw_tcp *t) {
 static SSL_CTX *ctx_new(const char *ca_file, char *error, size_t cap) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) {
-    snprintf(error, cap, "cannot make a TLS context: %s",
-             ERR_reason_error_string(ERR_get_error()));
+    snprintf(error, cap, "cannot make a TLS context: %s", ERR_reason_error_string(ERR_get_error()));
     return NULL;
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -282,8 +281,8 @@ static void conn_on_events(mw_fd *w, int status, int events);
 static void try_connect(mw_tcp *t) {
   while (t->next_addr < t->naddrs) {
     struct sockaddr_storage *sa = &t->addrs[t->next_addr++];
-    socklen_t len = sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                              : sizeof(struct sockaddr_in);
+    socklen_t len =
+        sa->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     set_where(t, sa);
     int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -400,8 +399,8 @@ static void tls_step(mw_tcp *t) {
     t->res.ssl = SSL_get0_peer_certificate(t->ssl) ? t->ssl : NULL;
     long v = SSL_get_verify_result(t->ssl);
     if (v != X509_V_OK && !t->insecure) {
-      probe_end(t, "tls", "the certificate of %s (%s) did not verify: %s", t->where,
-                t->server_name, X509_verify_cert_error_string(v));
+      probe_end(t, "tls", "the certificate of %s (%s) did not verify: %s", t->where, t->server_name,
+                X509_verify_cert_error_string(v));
       return;
     }
     begin_send(t);

@@ -16,9 +16,9 @@
 #define DEFAULT_READ_MAX 4096
 #define READ_MAX_LIMIT (16 * 1024 * 1024)
 
-static const char *const option_names[] = {
-    "host", "port",     "tls",        "server_name", "ca_file", "insecure",
-    "send", "read_max", "read_until", "timeout",     NULL};
+static const char *const option_names[] = {"host",       "port",     "tls",  "server_name",
+                                           "ca_file",    "insecure", "send", "read_max",
+                                           "read_until", "timeout",  NULL};
 
 /* The probes of a loop in flight: their tasks are cancelled when it closes. */
 typedef struct {
@@ -201,15 +201,16 @@ static void options_read(lua_State *L, mw_tcp_options *o) {
   o->ca_file = opt_string(L, "ca_file", NULL, 0);
   if (!o->tls && (o->server_name || o->ca_file || o->insecure))
     luaL_error(L, WHAT ": option '%s' needs tls = true",
-               o->server_name ? "server_name" : o->ca_file ? "ca_file" : "insecure");
+               o->server_name ? "server_name"
+               : o->ca_file   ? "ca_file"
+                              : "insecure");
   if (o->server_name && !*o->server_name)
     luaL_error(L, WHAT ": option 'server_name' must not be empty");
   o->send = opt_string(L, "send", &o->send_len, 1);
   o->read_until = opt_string(L, "read_until", &o->read_until_len, 1);
   lua_Integer read_max = o->send || o->read_until ? DEFAULT_READ_MAX : 0;
   if (lua_getfield(L, 1, "read_max") != LUA_TNIL) {
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
-        lua_tointeger(L, -1) > READ_MAX_LIMIT)
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > READ_MAX_LIMIT)
       opt_error(L, "read_max", "a number of bytes from 0 to 16777216");
     read_max = lua_tointeger(L, -1);
   }
@@ -221,8 +222,7 @@ static void options_read(lua_State *L, mw_tcp_options *o) {
   }
   o->timeout = DEFAULT_TIMEOUT;
   if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
-    if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) ||
-        lua_tonumber(L, -1) > 86400)
+    if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 86400)
       opt_error(L, "timeout", "a number of seconds in (0, 86400]");
     o->timeout = lua_tonumber(L, -1);
   }

@@ -21,7 +21,7 @@ local suggest = require("moonwatch.suggest")
 local M = {}
 
 local util = conditions.util
-local bad, quote, format, find = util.bad, util.quote, string.format, string.find
+local quote, format, find = util.quote, string.format, string.find
 local Monitor, shown, positive, round3 = monitors.Monitor, monitors.shown, monitors.positive,
   monitors.round3
 
@@ -93,7 +93,9 @@ local COMPILERS = {
 --- compile(expect, where) -> judge(result) -> true | false, reason
 M.compile_tcp = conditions.compiler{ keys = M.TCP_KEYS, compilers = COMPILERS,
   example = 'reply_contains = "+PONG", max_response_ms = 200, ...' }
-M.compile_tls = conditions.compiler{ keys = M.TLS_KEYS, compilers = COMPILERS,
+local TLS_COMPILERS = {}
+for _, k in ipairs(M.TLS_KEYS) do TLS_COMPILERS[k] = COMPILERS[k] end
+M.compile_tls = conditions.compiler{ keys = M.TLS_KEYS, compilers = TLS_COMPILERS,
   example = "cert_valid_days = 14, ..." }
 
 ---------------------------------------------------------------------------
@@ -145,6 +147,7 @@ local function new(cls, kwargs, kind)
   local known_list = kind == "TLS" and M.TLS_OPTIONS or M.TCP_OPTIONS
   local known = {}
   for _, k in ipairs(known_list) do known[k] = true end
+  if o == kwargs then known.tcp_check = true end -- a spec's probe, beside the options
   local unknown = {}
   for k in pairs(o) do
     if type(k) ~= "string" or not known[k] then unknown[#unknown + 1] = tostring(k) end
@@ -171,8 +174,7 @@ local function new(cls, kwargs, kind)
   if not positive(timeout) then
     fail("%s.timeout must be a number of seconds greater than 0, got %s", where, got("timeout"))
   end
-  local judge, why = (kind == "TLS" and M.compile_tls or M.compile_tcp)(o.expect,
-    where .. ".expect")
+  local judge, why = (kind == "TLS" and M.compile_tls or M.compile_tcp)(o.expect, where)
   if not judge then error(why, 0) end
   local name = kwargs.name or o.name or (path and path:match("[^.]+$")) or o.address
   local self = Monitor.new(cls, { check_every = every, name = name, cpu_budget = o.cpu_budget,
