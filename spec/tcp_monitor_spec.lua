@@ -86,19 +86,19 @@ describe("TcpMonitor", function()
       cap[1].message, 1, true)
     m = mw.TcpMonitor{ address = addr("echo"), check_every = 1, send = "HELLO\n",
                        expect = { reply_matches = "^\\+PONG" } }
-    _, r = check(m)
+    r = select(2, check(m))
     assert.equals('reply does not match /^\\+PONG/ (it starts "HELLO\\n")', r.reason)
     m = mw.TcpMonitor{ address = addr("echo"), check_every = 1,
                        expect = { max_response_ms = 0.0001 } }
-    _, r = check(m)
+    r = select(2, check(m))
     assert.matches("^response took %d+ ms, expected below 0.0001 ms$", r.reason)
     m = mw.TcpMonitor{ address = addr("echo"), check_every = 1, send = "PING\n",
                        expect = function(res) return res.reply == "+PONG\r\n", "not pong" end }
-    _, r = check(m)
+    r = select(2, check(m))
     assert.is_true(r.up)
     m = mw.TcpMonitor{ address = addr("echo"), check_every = 1, send = "X\n",
                        expect = { check = function(res) return false, "got " .. #res.reply end } }
-    _, r = check(m)
+    r = select(2, check(m))
     assert.equals("got 2", r.reason)
   end)
 
@@ -282,8 +282,7 @@ describe("TlsMonitor", function()
                   timeout = 10 }, seen)
     assert.equals("options: unknown option 'send'",
       refused(mw.TlsMonitor, { address = "example.com", check_every = 60, send = "x" }))
-    assert.equals("options: unknown condition 'reply_contains' (did you mean"
-      .. " 'cert_valid_days'?)", refused(mw.TlsMonitor, { address = "example.com",
-        check_every = 60, expect = { reply_contains = "x" } }))
+    assert.equals("options: unknown condition 'reply_contains'", refused(mw.TlsMonitor,
+      { address = "example.com", check_every = 60, expect = { reply_contains = "x" } }))
   end)
 end)
