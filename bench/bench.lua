@@ -469,7 +469,8 @@ local function report(name, p, env, server, r, wrk, wrk_close)
       or "mw.State and mw.Alerts, no notifier",
       p.storm_after and ("; every page 404 after %g s"):format(p.storm_after) or "")
   end
-  out("conditions", "%s", EXPECTS[p.expect].path
+  out("conditions", "%s", p.probe == "tcp" and "none (up when the connection is made)"
+    or EXPECTS[p.expect].path
     and ("%s on /%s"):format(EXPECTS[p.expect].code, EXPECTS[p.expect].path)
     or "none given (status 200-299)")
   out("scheduled", "%s (%s/s)", thousands(s.scheduled), thousands(s.scheduled / elapsed))
@@ -489,9 +490,9 @@ local function report(name, p, env, server, r, wrk, wrk_close)
   out("startup", "%.3f s (process start to first ticks armed)", s.startup_s)
   local expected = s.run - s.cancelled - s.failed
   local logged_ok = r.check_records == expected
-  out("log", "%s records (%s), %s check records (%s with 200 and the page): %s",
+  out("log", "%s records (%s), %s check records (%s %s): %s",
     thousands(r.records), mb((r.log_bytes or 0) / 1024), thousands(r.check_records),
-    thousands(r.ok_records), logged_ok and "= run - cancelled - raised, OK"
+    thousands(r.ok_records), p.probe == "tcp" and "up" or "with 200 and the page", logged_ok and "= run - cancelled - raised, OK"
       or ("MISMATCH, expected run - cancelled - raised = " .. thousands(expected)))
   if p.storm_after then
     out("went DOWN", "%s monitors (their 'is DOWN' records)", thousands(r.down_records))
