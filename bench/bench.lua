@@ -492,7 +492,8 @@ local function report(name, p, env, server, r, wrk, wrk_close)
   local logged_ok = r.check_records == expected
   out("log", "%s records (%s), %s check records (%s %s): %s",
     thousands(r.records), mb((r.log_bytes or 0) / 1024), thousands(r.check_records),
-    thousands(r.ok_records), p.probe == "tcp" and "up" or "with 200 and the page", logged_ok and "= run - cancelled - raised, OK"
+    thousands(r.ok_records), p.probe == "tcp" and "up" or "with 200 and the page",
+    logged_ok and "= run - cancelled - raised, OK"
       or ("MISMATCH, expected run - cancelled - raised = " .. thousands(expected)))
   if p.storm_after then
     out("went DOWN", "%s monitors (their 'is DOWN' records)", thousands(r.down_records))
