@@ -599,10 +599,10 @@ local function report(name, p, env, server, r, wrk, wrk_close)
   elseif name == "tcp" then
     local http = env.rates.fresh
     if http then
-      t(rate >= http, "6. TCP connect probes/s >= the fresh HTTP checks/s of this run: %s vs %s"
+      t(rate >= http, "7. TCP connect probes/s >= the fresh HTTP checks/s of this run: %s vs %s"
         .. " (%.2fx)", thousands(rate), thousands(http), rate / http)
     else
-      t(false, "6. TCP connect probes/s >= fresh's checks/s: fresh did not run")
+      t(false, "7. TCP connect probes/s >= fresh's checks/s: fresh did not run")
     end
     target(saturated, "   saturated (ticks skipped and CPU >= 90 %%): %s skipped, CPU %.0f %%%s",
       thousands(s.skipped), cpu_pct, hint)
