@@ -286,3 +286,26 @@ describe("TlsMonitor", function()
       { address = "example.com", check_every = 60, expect = { reply_contains = "x" } }))
   end)
 end)
+
+describe("README TCP and TLS probes", function()
+  it("builds the monitors of its example as they are", function()
+    local f = assert(io.open("README.md"))
+    local text = f:read("a")
+    f:close()
+    local start = assert(text:find("\n### TCP and TLS probes", 1, true))
+    local block = assert(text:match("```lua\n(.-)```", start))
+    local built = {}
+    local env = { mw = setmetatable({}, { __index = function(_, k)
+      return function(options)
+        local m = mw[k](options)
+        built[#built + 1] = m
+        return m
+      end
+    end }) }
+    assert(load(block, "=README.md (TCP and TLS probes)", "t", env))()
+    assert.equals(3, #built)
+    assert.same({ "redis", "smtp", "imaps" }, { built[1].name, built[2].name, built[3].name })
+    assert.equals(4096, built[2].probe.read_max, "a reply condition reads the banner")
+    assert.is_true(built[3].probe.tls)
+  end)
+end)
