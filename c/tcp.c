@@ -246,6 +246,7 @@ static void probe_end(mw_tcp *t, const char *kind, const char *fmt, ...) {
   }
   if (!kind && t->ssl)
     SSL_shutdown(t->ssl); /* one close_notify, not waited for */
+  ERR_clear_error();      /* nothing of ours left for curl's OpenSSL to read */
   t->done(&t->res, kind, t->message, t->data);
   probe_free(t);
 }
@@ -376,7 +377,7 @@ static int is_ip_literal(const char *name) {
 }
 
 /* OpenSSL's reason for the last failure, or what errno says. */
-static const char *tls_reason(mw_tcp *t, int rc, int err) {
+static const char *tls_reason(int rc, int err) {
   unsigned long e = ERR_peek_last_error();
   if (e) {
     const char *why = ERR_reason_error_string(e);
@@ -384,7 +385,6 @@ static const char *tls_reason(mw_tcp *t, int rc, int err) {
   }
   if (err == SSL_ERROR_SYSCALL && errno && rc < 0)
     return strerror(errno);
-  (void)t;
   return "the server closed the connection";
 }
 
@@ -417,7 +417,7 @@ static void tls_step(mw_tcp *t) {
   }
   t->res.ssl = SSL_get0_peer_certificate(t->ssl) ? t->ssl : NULL;
   /* a reset in the handshake too, as curl's CURLE_SSL_CONNECT_ERROR */
-  probe_end(t, "tls", "TLS handshake with %s failed: %s", t->where, tls_reason(t, rc, err));
+  probe_end(t, "tls", "TLS handshake with %s failed: %s", t->where, tls_reason(rc, err));
 }
 
 static void begin_tls(mw_tcp *t) {
@@ -491,7 +491,7 @@ static void send_step(mw_tcp *t) {
         loop_fd_watch(&t->conn->w, err == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE);
         return;
       }
-      probe_end(t, "reset", "cannot send to %s: %s", t->where, tls_reason(t, rc, err));
+      probe_end(t, "reset", "cannot send to %s: %s", t->where, tls_reason(rc, err));
       return;
     }
     n = send(t->conn->w.fd, buf, left, MSG_NOSIGNAL);
@@ -579,7 +579,7 @@ static void read_step(mw_tcp *t) {
         }
         int reset = err == SSL_ERROR_SYSCALL && (errno == ECONNRESET || errno == EPIPE);
         probe_end(t, reset ? "reset" : "tls", "reading from %s failed: %s", t->where,
-                  tls_reason(t, rc, err));
+                  tls_reason(rc, err));
         return;
       }
       n = rc;
