@@ -140,6 +140,14 @@ describe("core.tcp_check", function()
       assert.is_true(partial.time.total >= 0.2)
     end)
 
+    it("timeout: no connection (a listener whose queue is full)", function()
+      local msg, partial = failure("timeout", { host = "127.0.0.1", port = P.backlog,
+                                                timeout = 0.3 })
+      assert.equals("timeout: no connection to 127.0.0.1:" .. P.backlog .. " within 0.3 s", msg)
+      assert.equals(0, partial.time.connect)
+      assert.is_true(partial.time.total >= 0.3)
+    end)
+
     it("timeout: a TLS handshake that never ends", function()
       local msg = failure("timeout", { host = "127.0.0.1", port = P.silent, tls = true,
                                        timeout = 0.2 })
@@ -272,6 +280,10 @@ describe("core.tcp_check", function()
         assert.same({ tasks = 0, handles = 0 }, core.stats())
       end
     end
+
+    it("while a connection is not made", function()
+      cancel_at_every_turn{ host = "127.0.0.1", port = P.backlog, timeout = 30 }
+    end)
 
     it("while connecting or waiting for a reply", function()
       cancel_at_every_turn{ host = "localhost", port = P.silent, send = "PING\n", timeout = 30 }

@@ -4,7 +4,7 @@
 --
 --   local tcp_fixture = require("support.tcp_fixture")
 --   local srv = tcp_fixture.start()
---   srv.ports.echo, srv.ports.banner, ... srv.ports.refused
+--   srv.ports.echo, srv.ports.banner, ... srv.ports.refused, srv.ports.backlog
 --   srv.ports.tls_valid  (a certificate for localhost / 127.0.0.1, 3 days)
 --   srv.ports.tls_expired (the same names, expired a day ago)
 --   srv.ports.tls_wrong_host (valid 3 days, for wrong.example only)
