@@ -5,7 +5,8 @@
 --   lua5.4 bench/bench.lua SCENARIO [options]      (bench/run.sh does this)
 --
 -- Scenarios: saturation, conditions, scale, startup, soak, fresh, storm,
--- valgrind, all (every one but soak and storm). Options: --monitors N,
+-- valgrind, tcp (fresh, then the same with TcpMonitors: TCP connect
+-- probes), all (every one but soak, storm and tcp). Options: --monitors N,
 -- --interval T, --duration D, --timeout S, --fresh, --expect none|three,
 -- --alerts off|none|webhook, --receiver-delay S, --storm-after S,
 -- --wrk-duration S, --no-wrk, --keep, --moonwatch PATH.
@@ -53,6 +54,9 @@ local SCENARIOS = {
     target = { monitors = 10000, interval = 1, duration = 60 } },
   valgrind = { monitors = 100, interval = 0.1, duration = 10, fresh = false,
     about = "a short run under valgrind memcheck: leaks and errors" },
+  -- run after `fresh`, in the same run: its rate is the target
+  tcp = { monitors = 200, interval = 0.005, duration = 10, fresh = true, probe = "tcp",
+    about = "saturation with TCP connect probes (TcpMonitor, no TLS, nothing sent)" },
 }
 -- What `--expect` puts in each monitor's options: nothing (the default
 -- judgement, status 200-299), or three conditions on the JSON page.
@@ -82,11 +86,14 @@ Scenarios (defaults: monitors N, interval T s, duration D s):
                                      s every monitor's page answers 404: 10,000 DOWN
                                      at once, alerts to a slow receiver
   valgrind    N=100   T=0.1   D=10   memcheck: leaks and errors
+  tcp         N=200   T=0.005 D=10   fresh, then the same number of TcpMonitors
+                                     connecting to nginx's port (connect only):
+                                     TCP probes/s beside fresh's checks/s
   all         saturation, conditions, scale, startup, fresh and valgrind (not soak,
               not storm)
 
 Options:
-  --monitors N        number of HTTP monitors
+  --monitors N        number of monitors
   --interval T        check_every, seconds
   --duration D        seconds to run after start-up
   --timeout S         each check's timeout (default 5)
@@ -179,6 +186,8 @@ local mw = require("moonwatch")
 local providers = mw.providers
 
 local N, URL, EVERY, TIMEOUT, FRESH = %d, %q, %s, %s, %s
+-- http: HttpMonitors of URL; tcp: TcpMonitors connecting to ADDRESS
+local PROBE, ADDRESS = %q, %q
 local LOG = %q
 local EXPECT = %s
 -- off, none or webhook; the receiver; where the notifiers' counters go at exit
@@ -199,6 +208,10 @@ return mw.container(function(c)
   local monitors = {}
   for i = 1, N do
     local name = "m" .. i
+    if PROBE == "tcp" then
+      c[name] = providers.Factory(mw.TcpMonitor, { name = name,
+        options = { address = ADDRESS, timeout = TIMEOUT, check_every = EVERY } })
+    else
     c[name] = providers.Factory(mw.monitors.HttpMonitor, {
       http_client = c.http_client,
       options = {
@@ -206,6 +219,7 @@ return mw.container(function(c)
         check_every = EVERY, fresh_connection = FRESH, expect = EXPECT,
       },
     })
+    end
     monitors[i] = c[name]
   end
   local consumers = {}
@@ -230,7 +244,8 @@ local function monitors_lua(p, url, log, hook, counters)
   local e = EXPECTS[p.expect]
   local path = p.storm_after and STORM_PAGE or e.path or ""
   return MONITORS_LUA:format(p.monitors, p.monitors, url .. path,
-    ("%.17g"):format(p.interval), ("%.17g"):format(p.timeout), tostring(p.fresh), log, e.code,
+    ("%.17g"):format(p.interval), ("%.17g"):format(p.timeout), tostring(p.fresh), p.probe,
+    url:match("^http://([^/]+)"), log, e.code,
     p.alerts, hook or "http://127.0.0.1:9/", counters)
 end
 
@@ -386,11 +401,17 @@ local function run_daemon(p, env, server, dir, receiver)
         or ("it did not end within " .. stop_limit .. " s of SIGTERM and was killed"),
       tostring(r.exit_status), stderr ~= "" and (":\n" .. stderr) or ""), 0)
   end
+  local class = p.probe == "tcp" and "TcpMonitor" or "HttpMonitor"
   r.records = count_lines("^\\[", log)
-  r.check_records = count_lines("^\\[[^]]*\\] \\[[A-Z]*\\] \\[HttpMonitor\\]: Check", log)
-  r.ok_records = math.min(count_lines("^    response code: 200$", log),
-    count_lines("^    content length: " .. nginx.PAGE_SIZE .. "$", log))
-  r.failed_records = count_lines("^\\[[^]]*\\] \\[WARNING\\] \\[HttpMonitor\\]: Check failed$", log)
+  r.check_records = count_lines("^\\[[^]]*\\] \\[[A-Z]*\\] \\[" .. class .. "\\]: Check", log)
+  if p.probe == "tcp" then
+    r.ok_records = count_lines("^\\[[^]]*\\] \\[INFO\\] \\[TcpMonitor\\]: Check$", log)
+  else
+    r.ok_records = math.min(count_lines("^    response code: 200$", log),
+      count_lines("^    content length: " .. nginx.PAGE_SIZE .. "$", log))
+  end
+  r.failed_records = count_lines("^\\[[^]]*\\] \\[WARNING\\] \\[" .. class
+    .. "\\]: Check failed$", log)
   r.error_records = count_lines("^\\[[^]]*\\] \\[ERROR\\] \\[Dispatcher\\]: Error executing", log)
   r.down_records = count_lines(" is DOWN after ", log)
   r.log_bytes = tonumber(util.read_cmd("stat -c %s " .. q(log) .. " 2>/dev/null"):match("%d+"))
@@ -437,8 +458,9 @@ local function report(name, p, env, server, r, wrk, wrk_close)
     p.valgrind and ", under valgrind memcheck" or "")
   out("nginx", "%s, 1 worker%s, keep-alive, %d-byte page, %s", nginx.version(),
     env.pin and " on CPU 1" or "", nginx.PAGE_SIZE, server.url)
-  out("parameters", "N=%s monitors, check_every=%g s, D=%g s, timeout %g s, spread, %s",
-    thousands(p.monitors), p.interval, p.duration, p.timeout,
+  out("parameters", "N=%s %s, check_every=%g s, D=%g s, timeout %g s, spread, %s",
+    thousands(p.monitors), p.probe == "tcp" and "TcpMonitors (connect only)" or "monitors",
+    p.interval, p.duration, p.timeout,
     p.fresh and "a new connection per check" or "keep-alive connections")
   if p.alerts ~= "off" then
     out("alerts", "%s%s", p.alerts == "webhook"
@@ -447,7 +469,8 @@ local function report(name, p, env, server, r, wrk, wrk_close)
       or "mw.State and mw.Alerts, no notifier",
       p.storm_after and ("; every page 404 after %g s"):format(p.storm_after) or "")
   end
-  out("conditions", "%s", EXPECTS[p.expect].path
+  out("conditions", "%s", p.probe == "tcp" and "none (up when the connection is made)"
+    or EXPECTS[p.expect].path
     and ("%s on /%s"):format(EXPECTS[p.expect].code, EXPECTS[p.expect].path)
     or "none given (status 200-299)")
   out("scheduled", "%s (%s/s)", thousands(s.scheduled), thousands(s.scheduled / elapsed))
@@ -458,6 +481,7 @@ local function report(name, p, env, server, r, wrk, wrk_close)
     thousands(s.down), thousands(s.cancelled), thousands(r.failed_records),
     thousands(r.error_records))
   out("checks/s", "%s (run / %.2f s elapsed)", thousands(rate), elapsed)
+  env.rates[name] = rate
   out("CPU", "%.3f s per 1,000 checks; %.1f %% of one core (user %.2f s, sys %.2f s)",
     s.run > 0 and cpu / s.run * 1000 or 0, cpu_pct, s.cpu_user_s, s.cpu_system_s)
   out("peak RSS", "%s", mb(s.maxrss_kb))
@@ -466,9 +490,10 @@ local function report(name, p, env, server, r, wrk, wrk_close)
   out("startup", "%.3f s (process start to first ticks armed)", s.startup_s)
   local expected = s.run - s.cancelled - s.failed
   local logged_ok = r.check_records == expected
-  out("log", "%s records (%s), %s check records (%s with 200 and the page): %s",
+  out("log", "%s records (%s), %s check records (%s %s): %s",
     thousands(r.records), mb((r.log_bytes or 0) / 1024), thousands(r.check_records),
-    thousands(r.ok_records), logged_ok and "= run - cancelled - raised, OK"
+    thousands(r.ok_records), p.probe == "tcp" and "up" or "with 200 and the page",
+    logged_ok and "= run - cancelled - raised, OK"
       or ("MISMATCH, expected run - cancelled - raised = " .. thousands(expected)))
   if p.storm_after then
     out("went DOWN", "%s monitors (their 'is DOWN' records)", thousands(r.down_records))
@@ -571,6 +596,16 @@ local function report(name, p, env, server, r, wrk, wrk_close)
       thousands(rate))
     target(saturated, "   saturated (ticks skipped and CPU >= 90 %%): %s skipped, CPU %.0f %%%s",
       thousands(s.skipped), cpu_pct, hint)
+  elseif name == "tcp" then
+    local http = env.rates.fresh
+    if http then
+      t(rate >= http, "7. TCP connect probes/s >= the fresh HTTP checks/s of this run: %s vs %s"
+        .. " (%.2fx)", thousands(rate), thousands(http), rate / http)
+    else
+      t(false, "7. TCP connect probes/s >= fresh's checks/s: fresh did not run")
+    end
+    target(saturated, "   saturated (ticks skipped and CPU >= 90 %%): %s skipped, CPU %.0f %%%s",
+      thousands(s.skipped), cpu_pct, hint)
   elseif name == "valgrind" then
     local v = r.valgrind
     local clean = v.errors == 0 and v.definitely == 0 and v.indirectly == 0
@@ -591,8 +626,13 @@ local function report(name, p, env, server, r, wrk, wrk_close)
   end
   local checks_ok = failed == 0 and r.failed_records == 0 and r.error_records == 0
     and r.ok_records == r.check_records
-  t(checks_ok, "   every check succeeded (200, %d-byte page): %s of %s logged with both",
-    nginx.PAGE_SIZE, thousands(r.ok_records), thousands(r.check_records))
+  if p.probe == "tcp" then
+    t(checks_ok, "   every probe connected: %s of %s logged up", thousands(r.ok_records),
+      thousands(r.check_records))
+  else
+    t(checks_ok, "   every check succeeded (200, %d-byte page): %s of %s logged with both",
+      nginx.PAGE_SIZE, thousands(r.ok_records), thousands(r.check_records))
+  end
   lines[#lines + 1] = "targets"
   for _, v in ipairs(verdicts) do lines[#lines + 1] = v end
   print(table.concat(lines, "\n"))
@@ -615,6 +655,7 @@ local function params(name, o)
     receiver_delay = o.receiver_delay or 0.2,
     storm_after = d.storm_after and (o.storm_after or d.storm_after),
     valgrind = name == "valgrind",
+    probe = d.probe or "http",
     moonwatch = o.moonwatch,
     perf = o.perf,
     about = d.about,
@@ -670,6 +711,7 @@ local function main(argv)
     pin = util.have("taskset") and machine.all >= 2,
     wrk = util.have("wrk"),
     wrk_duration = o.wrk_duration,
+    rates = {}, -- checks/s of each scenario run, by name
   }
   if not env.pin then
     io.stderr:write("bench: fewer than 2 CPUs or no taskset: nothing is pinned\n")
@@ -678,6 +720,8 @@ local function main(argv)
   local server = nginx.start{ cpu = env.pin and "1" or nil }
   local ok, res = pcall(function()
     local names = scenario == "all" and ALL or { scenario }
+    -- tcp's target is fresh's rate on the same machine in the same run
+    if scenario == "tcp" then names = { "fresh", "tcp" } end
     local all_ok = true
     for _, name in ipairs(names) do
       all_ok = run_scenario(name, o, env, server) and all_ok

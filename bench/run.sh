@@ -1,8 +1,9 @@
 #!/bin/sh
 # The benchmarks (see the README's "Performance" section).
 #   bench/run.sh SCENARIO [options]    saturation, conditions, scale, startup,
-#                                      soak, fresh, storm, valgrind or all (every
-#                                      one but soak and storm)
+#                                      soak, fresh, storm, valgrind, tcp (fresh,
+#                                      then TCP probes) or all (every one but
+#                                      soak, storm and tcp)
 #   bench/run.sh core [seconds] [tasks]  the core's HTTP loop alone
 #                                      (bench/http_checks.lua)
 #   bench/run.sh metrics [monitors] [calls]  the metrics' cost per check and

@@ -22,6 +22,7 @@
 #include "sleep.h"
 #include "store_lua.h"
 #include "task.h"
+#include "tcp_lua.h"
 #include "tz_lua.h"
 
 #ifndef MOONWATCH_VERSION
@@ -82,6 +83,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   sleep_register(L);
   request_lua_register(L);
   smtp_lua_register(L);
+  tcp_lua_register(L);
   resolver_register(L);
   dispatch_register(L);
   signals_register(L);

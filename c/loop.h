@@ -46,7 +46,9 @@ struct mw_fd {
   mw_fd_close_cb on_close;
 };
 
-#define MW_LOOP_EXT_MAX 8
+/* One slot per module with per-loop state (resolver, http, requests, smtp,
+ * store, tcp probes and their Lua side, ...), with room for the next ones. */
+#define MW_LOOP_EXT_MAX 16
 
 struct mw_loop {
   uv_loop_t uv;

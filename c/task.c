@@ -257,6 +257,9 @@ int task_cancel(mw_task *task) {
   switch (task->state) {
   case MW_TASK_READY:
     list_remove(&task->ready_link);
+    /* the idle would keep the loop turning with nothing to resume */
+    if (list_empty(&task->sched->ready))
+      uv_idle_stop(&task->sched->ready_idle);
     lua_settop(task->co, 0);
     break;
   case MW_TASK_WAITING:

@@ -23,7 +23,7 @@ local LAYERS = {
   -- L2: tasks
   ["task.c"] = 2,
   -- L3: transports
-  ["resolver.c"] = 3, ["http.c"] = 3, ["transfer.c"] = 3,
+  ["resolver.c"] = 3, ["http.c"] = 3, ["transfer.c"] = 3, ["tcp.c"] = 3,
   -- L3 too: the embedded HTTP server (sockets; the protocol on buffers)
   ["server.c"] = 3, ["server_http.c"] = 3,
   -- L4: users of the transports, and the Lua bindings
@@ -32,7 +32,7 @@ local LAYERS = {
   ["tz_lua.c"] = 4,
   ["store_lua.c"] = 4,
   ["metrics_lua.c"] = 4, ["metrics_serve.c"] = 4,
-  ["smtp.c"] = 4, ["smtp_lua.c"] = 4,
+  ["smtp.c"] = 4, ["smtp_lua.c"] = 4, ["tcp_lua.c"] = 4,
   ["server_lua.c"] = 4,
   -- L5: the module and the executable
   ["core.c"] = 5, ["main.c"] = 5,

@@ -156,6 +156,17 @@ describe("core tasks", function()
     assert.equals("cancelled", t:status())
   end)
 
+  it("leaves nothing active after cancelling, from a task, one that has not started", function()
+    local started = false
+    core.run(function()
+      core.sleep(0) -- resumed from a timer, not from the ready queue
+      local t = core.spawn(function() started = true end)
+      assert.is_true(t:cancel())
+    end)
+    assert.is_false(started)
+    assert.same({ tasks = 0, handles = 0 }, core.stats())
+  end)
+
   it("closes the to-be-closed variables of a cancelled task", function()
     local closed = false
     local t = core.spawn(function()

@@ -802,11 +802,13 @@ end
 --- error; show(v) and number_text(n) write values into reasons; strings(v,
 --- what) and regex(pattern) read common values; positive_number(v, what);
 --- check compiles the `check` condition (any Lua function of the result);
---- max_response_ms reads result.time.total.
+--- max_response_ms reads result.time.total; cert_valid_days reads
+--- result.cert_expiry.
 M.util = {
   bad = bad, show = show, quote = quote, number_text = number_text, strings = strings,
   regex = regex, positive_number = positive_number, is_list = is_list,
   check = compile_check, max_response_ms = compile_max_response_ms,
+  cert_valid_days = compile_cert_valid_days,
 }
 
 --- Whether judge reads the certificate (the request must set cert_info).

@@ -5,6 +5,7 @@
 ---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
 ---     mw.mail                         -- e-mail messages (for core.smtp_send)
 ---     mw.Dispatcher                   -- runs monitors at their interval
+---     mw.TcpMonitor, mw.TlsMonitor    -- a TCP port (and its reply), a TLS certificate
 ---     mw.State, mw.result             -- each monitor's state, check results
 ---     mw.maintenance                  -- maintenance windows
 ---     mw.Alerts                       -- notifications on changes of the state
@@ -32,6 +33,11 @@ local lazy = {
   cli = "moonwatch.cli",
   testing = "moonwatch.testing",
 }
+-- Classes that live in a module of their own: field -> module, name in it.
+local lazy_member = {
+  TcpMonitor = { "moonwatch.probes.tcp", "TcpMonitor" },
+  TlsMonitor = { "moonwatch.probes.tcp", "TlsMonitor" },
+}
 
 ---@class moonwatch
 ---@field providers moonwatch.providers
@@ -49,10 +55,18 @@ local lazy = {
 ---@field maintenance table
 ---@field core table
 ---@field testing moonwatch.testing
+---@field TcpMonitor moonwatch.TcpMonitor
+---@field TlsMonitor moonwatch.TlsMonitor
 local M = { version = "0.1.0" }
 
 return setmetatable(M, {
   __index = function(t, key)
+    local member = lazy_member[key]
+    if member then
+      local value = require(member[1])[member[2]]
+      rawset(t, key, value)
+      return value
+    end
     local name = lazy[key]
     if not name then error("moonwatch has no field '" .. tostring(key) .. "'", 2) end
     local mod = require(name)
