@@ -9,6 +9,7 @@
 
 #include "core.h"
 #include "dispatch.h"
+#include "dns_lua.h"
 #include "log_lua.h"
 #include "loop.h"
 #include "regex_lua.h"
@@ -80,6 +81,7 @@ int luaopen_moonwatch_core(lua_State *L) {
   request_lua_register(L);
   smtp_lua_register(L);
   resolver_register(L);
+  dns_lua_register(L);
   dispatch_register(L);
   signals_register(L);
   log_lua_register(L);

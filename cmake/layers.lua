@@ -10,6 +10,8 @@ local LAYERS = {
   ["regex.c"] = 0, ["cert.c"] = 0, ["opts.c"] = 0, ["curl_kind.c"] = 0,
   -- L0 too: wall-clock time in a named zone (libc's, with TZ swapped)
   ["tz.c"] = 0,
+  -- L0 too: DNS answer messages read into Lua tables (names by c-ares)
+  ["dns_answer.c"] = 0,
   -- L0 too: SQLite, called from the thread pool only (no loop, no Lua)
   ["store.c"] = 0,
   -- L1: the loop
@@ -20,12 +22,14 @@ local LAYERS = {
   ["task.c"] = 2,
   -- L3: transports
   ["resolver.c"] = 3, ["http.c"] = 3, ["transfer.c"] = 3,
+  ["dns_channel.c"] = 3, ["dns_send.c"] = 3,
   -- L4: users of the transports, and the Lua bindings
   ["request.c"] = 4, ["request_lua.c"] = 4, ["sleep.c"] = 4, ["signals.c"] = 4,
   ["dispatch.c"] = 4, ["log_lua.c"] = 4, ["regex_lua.c"] = 4,
   ["tz_lua.c"] = 4,
   ["store_lua.c"] = 4,
   ["smtp.c"] = 4, ["smtp_lua.c"] = 4,
+  ["dns_lua.c"] = 4,
   -- L5: the module and the executable
   ["core.c"] = 5, ["main.c"] = 5,
 }

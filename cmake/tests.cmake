@@ -19,7 +19,7 @@ set(UNIT_loop c/loop.c)
 set(UNIT_workq c/workq.c)
 set(UNIT_task c/task.c c/watchdog.c ${UNIT_loop})
 set(UNIT_smtp c/smtp.c c/curl_kind.c ${UNIT_loop})
-set(UNIT_transfer c/transfer.c c/http.c c/resolver.c c/cert.c ${UNIT_dns_cache} ${UNIT_loop})
+set(UNIT_transfer c/transfer.c c/http.c c/resolver.c c/dns_channel.c c/cert.c ${UNIT_dns_cache} ${UNIT_loop})
 
 if(CMOCKA_FOUND)
   file(GLOB C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/c/test/*_test.c)
