@@ -55,6 +55,8 @@ build = {
         "c/dns_lua.c",
         "c/dns_send.c",
         "c/http.c",
+        "c/icmp.c",
+        "c/icmp_lua.c",
         "c/log.c",
         "c/log_lua.c",
         "c/loop.c",

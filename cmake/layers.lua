@@ -22,14 +22,14 @@ local LAYERS = {
   ["task.c"] = 2,
   -- L3: transports
   ["resolver.c"] = 3, ["http.c"] = 3, ["transfer.c"] = 3,
-  ["dns_channel.c"] = 3, ["dns_send.c"] = 3,
+  ["dns_channel.c"] = 3, ["dns_send.c"] = 3, ["icmp.c"] = 3,
   -- L4: users of the transports, and the Lua bindings
   ["request.c"] = 4, ["request_lua.c"] = 4, ["sleep.c"] = 4, ["signals.c"] = 4,
   ["dispatch.c"] = 4, ["log_lua.c"] = 4, ["regex_lua.c"] = 4,
   ["tz_lua.c"] = 4,
   ["store_lua.c"] = 4,
   ["smtp.c"] = 4, ["smtp_lua.c"] = 4,
-  ["dns_lua.c"] = 4,
+  ["dns_lua.c"] = 4, ["icmp_lua.c"] = 4,
   -- L5: the module and the executable
   ["core.c"] = 5, ["main.c"] = 5,
 }
