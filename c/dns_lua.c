@@ -184,34 +184,59 @@ static const char *opt_string(lua_State *L, const char *name, int required) {
   return v;
 }
 
-/* core.dns_query{ name = "example.org", type = "A", server = "127.0.0.1:53",
- * timeout = 5 } -> answer | nil, message, kind */
-static int l_dns_query(lua_State *L) {
+typedef struct {
+  const char *name;
+  int qtype;
+  int has_server;
+  char servers[INET6_ADDRSTRLEN + 16];
+  double timeout;
+} query_opts;
+
+/* Reads the options table at 1; raises naming what is wrong. */
+static void check_options(lua_State *L, query_opts *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   opts_check_known(L, 1, option_names, WHAT);
-  const char *name = opt_string(L, "name", 1);
+  o->name = opt_string(L, "name", 1);
   const char *type = opt_string(L, "type", 0);
   const char *server = opt_string(L, "server", 0);
-  int qtype = dns_answer_type(type ? type : "A");
-  if (!qtype)
-    return luaL_error(L,
-                      WHAT ": option 'type' must be A, AAAA, CNAME, MX, TXT, NS, SOA, SRV or "
-                           "CAA, got '%s'",
-                      type);
-  char servers[INET6_ADDRSTRLEN + 16];
-  if (server && parse_server(server, servers, sizeof servers) != 0)
-    return luaL_error(L,
-                      WHAT ": option 'server' must be an IP address with an optional port "
-                           "(127.0.0.1, 127.0.0.1:5353, ::1, [::1]:5353), got '%s'",
-                      server);
-  double timeout = DEFAULT_TIMEOUT;
+  o->qtype = dns_answer_type(type ? type : "A");
+  if (!o->qtype)
+    luaL_error(L,
+               WHAT ": option 'type' must be A, AAAA, CNAME, MX, TXT, NS, SOA, SRV or CAA, "
+                    "got '%s'",
+               type);
+  o->has_server = server != NULL;
+  if (server && parse_server(server, o->servers, sizeof o->servers) != 0)
+    luaL_error(L,
+               WHAT ": option 'server' must be an IP address with an optional port "
+                    "(127.0.0.1, 127.0.0.1:5353, ::1, [::1]:5353), got '%s'",
+               server);
+  o->timeout = DEFAULT_TIMEOUT;
   if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
     if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 3600)
-      return luaL_error(L, WHAT ": option 'timeout' must be a number of seconds in (0, 3600]");
-    timeout = lua_tonumber(L, -1);
+      luaL_error(L, WHAT ": option 'timeout' must be a number of seconds in (0, 3600]");
+    o->timeout = lua_tonumber(L, -1);
   }
   lua_pop(L, 1);
+}
+
+/* core.dns_check(options) -> true, or raises as core.dns_query would */
+static int l_dns_check(lua_State *L) {
+  query_opts o;
+  check_options(L, &o);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.dns_query{ name = "example.org", type = "A", server = "127.0.0.1:53",
+ * timeout = 5 } -> answer | nil, message, kind */
+static int l_dns_query(lua_State *L) {
+  query_opts o;
+  check_options(L, &o);
+  int qtype = o.qtype;
+  double timeout = o.timeout;
+  const char *name = o.name;
   mw_task *task = task_check_current(L, WHAT);
   mw_loop *loop = loop_check_open(L);
   wait_set *set = set_get(L, loop);
@@ -222,7 +247,8 @@ static int l_dns_query(lua_State *L) {
   w->timeout = timeout;
   w->started = uv_hrtime();
   const char *error = NULL;
-  w->send = dns_send_start(loop, server ? servers : NULL, name, qtype, on_answer, w, &error);
+  w->send =
+      dns_send_start(loop, o.has_server ? o.servers : NULL, name, qtype, on_answer, w, &error);
   if (!w->send) {
     free(w);
     push_failure(L, "dns", error);
@@ -240,4 +266,6 @@ static int l_dns_query(lua_State *L) {
 void dns_lua_register(lua_State *L) {
   lua_pushcfunction(L, l_dns_query);
   lua_setfield(L, -2, "dns_query");
+  lua_pushcfunction(L, l_dns_check);
+  lua_setfield(L, -2, "dns_check");
 }

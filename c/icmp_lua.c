@@ -144,28 +144,47 @@ static double opt_seconds(lua_State *L, const char *name, double def, double min
   return v;
 }
 
-/* core.ping{ host = "127.0.0.1", count = 3, interval = 1, timeout = 1 }
- * -> result | nil, message, kind */
-static int l_ping(lua_State *L) {
+typedef struct {
+  const char *host;
+  int count;
+  double interval, timeout;
+} ping_opts;
+
+/* Reads the options table at 1; raises naming what is wrong. */
+static void check_options(lua_State *L, ping_opts *o) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   opts_check_known(L, 1, option_names, WHAT);
   size_t len = 0;
-  const char *host = lua_getfield(L, 1, "host") == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-  if (!host || len == 0 || strlen(host) != len)
-    return luaL_error(L, WHAT ": option 'host' must be a host name or an IP address");
+  o->host = lua_getfield(L, 1, "host") == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+  if (!o->host || len == 0 || strlen(o->host) != len)
+    luaL_error(L, WHAT ": option 'host' must be a host name or an IP address");
   lua_pop(L, 1); /* the options table keeps it */
-  lua_Integer count = 3;
+  o->count = 3;
   if (lua_getfield(L, 1, "count") != LUA_TNIL) {
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 ||
         lua_tointeger(L, -1) > MW_ICMP_COUNT_MAX)
-      return luaL_error(L, WHAT ": option 'count' must be an integer from 1 to %d",
-                        MW_ICMP_COUNT_MAX);
-    count = lua_tointeger(L, -1);
+      luaL_error(L, WHAT ": option 'count' must be an integer from 1 to %d", MW_ICMP_COUNT_MAX);
+    o->count = (int)lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
-  double interval = opt_seconds(L, "interval", 1, 0.01, 60);
-  double timeout = opt_seconds(L, "timeout", 1, 0.01, 60);
+  o->interval = opt_seconds(L, "interval", 1, 0.01, 60);
+  o->timeout = opt_seconds(L, "timeout", 1, 0.01, 60);
+}
+
+/* core.ping_check(options) -> true, or raises as core.ping would */
+static int l_ping_check(lua_State *L) {
+  ping_opts o;
+  check_options(L, &o);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.ping{ host = "127.0.0.1", count = 3, interval = 1, timeout = 1 }
+ * -> result | nil, message, kind */
+static int l_ping(lua_State *L) {
+  ping_opts o;
+  check_options(L, &o);
   mw_task *task = task_check_current(L, WHAT);
   mw_loop *loop = loop_check_open(L);
   wait_set *set = set_get(L, loop);
@@ -174,7 +193,7 @@ static int l_ping(lua_State *L) {
     return luaL_error(L, WHAT ": out of memory");
   w->started = uv_hrtime();
   const char *kind = NULL, *error = NULL;
-  w->icmp = icmp_start(loop, host, (int)count, interval, timeout, on_done, w, &kind, &error);
+  w->icmp = icmp_start(loop, o.host, o.count, o.interval, o.timeout, on_done, w, &kind, &error);
   if (!w->icmp) {
     free(w);
     lua_pushnil(L);
@@ -191,4 +210,6 @@ static int l_ping(lua_State *L) {
 void icmp_lua_register(lua_State *L) {
   lua_pushcfunction(L, l_ping);
   lua_setfield(L, -2, "ping");
+  lua_pushcfunction(L, l_ping_check);
+  lua_setfield(L, -2, "ping_check");
 }
