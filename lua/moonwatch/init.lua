@@ -4,6 +4,7 @@
 ---     mw.providers, mw.container      -- the dependency-injection part
 ---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
 ---     mw.mail                         -- e-mail messages (for core.smtp_send)
+---     mw.DnsMonitor, mw.PingMonitor    -- DNS queries and ICMP echo as monitors
 ---     mw.Dispatcher                   -- runs monitors at their interval
 ---     mw.State, mw.result             -- each monitor's state, check results
 ---     mw.maintenance                  -- maintenance windows
@@ -19,6 +20,8 @@ local lazy = {
   http = "moonwatch.http",
   mail = "moonwatch.mail",
   monitors = "moonwatch.monitors",
+  DnsMonitor = "moonwatch.probes.dns",
+  PingMonitor = "moonwatch.probes.ping",
   Dispatcher = "moonwatch.dispatcher",
   State = "moonwatch.state",
   Alerts = "moonwatch.alerts",
@@ -36,6 +39,8 @@ local lazy = {
 ---@field http table
 ---@field mail table
 ---@field monitors table
+---@field DnsMonitor table
+---@field PingMonitor table
 ---@field Dispatcher moonwatch.Dispatcher
 ---@field State table
 ---@field Alerts table
