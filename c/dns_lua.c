@@ -258,7 +258,10 @@ static int l_dns_query(lua_State *L) {
   list_push_front(&set->waits, &w->link);
   uv_timer_init(&loop->uv, &w->timer);
   w->timer.data = w;
-  uv_timer_start(&w->timer, on_timeout, (uint64_t)(timeout * 1000 + 0.5), 0);
+  /* From the current time, and 1 ms more: the loop counts whole
+   * milliseconds from the start of its cached one (see sleep.c). */
+  uv_update_time(&loop->uv);
+  uv_timer_start(&w->timer, on_timeout, (uint64_t)(timeout * 1000 + 0.999) + 1, 0);
   task_wait(task, on_cancel, w);
   return lua_yield(L, 0);
 }
