@@ -214,7 +214,7 @@ static void check_options(lua_State *L, query_opts *o) {
                server);
   o->timeout = DEFAULT_TIMEOUT;
   if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
-    if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 3600)
+    if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 3600)
       luaL_error(L, WHAT ": option 'timeout' must be a number of seconds in (0, 3600]");
     o->timeout = lua_tonumber(L, -1);
   }

@@ -216,20 +216,15 @@ static int ping_open(mw_icmp *p, const char **kind) {
       if (*c == '\t')
         *c = ' ';
   }
-  char dgram[160], rawtext[120];
-  if (try_dgram)
-    snprintf(dgram, sizeof dgram,
-             "%s (net.ipv4.ping_group_range is \"%s\", which must include group %u)",
-             strerror(dgram_errno), range, (unsigned)getgid());
-  else
-    snprintf(dgram, sizeof dgram, "not tried (MOONWATCH_ICMP_SOCKETS=%s)", allowed);
-  if (try_raw)
-    snprintf(rawtext, sizeof rawtext, "%s (it needs CAP_NET_RAW)", strerror(raw_errno));
-  else
-    snprintf(rawtext, sizeof rawtext, "not tried (MOONWATCH_ICMP_SOCKETS=%s)", allowed);
+  char skipped[96];
+  snprintf(skipped, sizeof skipped, "not tried (MOONWATCH_ICMP_SOCKETS=%s)",
+           allowed ? allowed : "");
   snprintf(p->error, sizeof p->error,
-           "cannot open an ICMP socket: unprivileged datagram socket: %s; raw socket: %s", dgram,
-           rawtext);
+           "cannot open an ICMP socket: unprivileged datagram socket: %s (it needs "
+           "net.ipv4.ping_group_range, now \"%s\", to include group %u); raw socket: %s (it "
+           "needs CAP_NET_RAW)",
+           try_dgram ? strerror(dgram_errno) : skipped, range, (unsigned)getgid(),
+           try_raw ? strerror(raw_errno) : skipped);
   *kind = "permission";
   return -1;
 }

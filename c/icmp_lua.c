@@ -136,7 +136,8 @@ static wait_set *set_get(lua_State *L, mw_loop *loop) {
 static double opt_seconds(lua_State *L, const char *name, double def, double min, double max) {
   double v = def;
   if (lua_getfield(L, 1, name) != LUA_TNIL) {
-    if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) >= min) || lua_tonumber(L, -1) > max)
+    if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) >= min) ||
+        lua_tonumber(L, -1) > max)
       luaL_error(L, WHAT ": option '%s' must be a number of seconds from %f to %f", name, min, max);
     v = lua_tonumber(L, -1);
   }

@@ -164,7 +164,9 @@ describe("core.dns_query", function()
 
   it("without server, asks the resolver's servers (core.dns_configure)", function()
     core.dns_configure{ servers = { server } }
-    local r, err = core.run(function() return core.dns_query{ name = "probe.test", type = "MX" } end)
+    local r, err = core.run(function()
+      return core.dns_query{ name = "probe.test", type = "MX" }
+    end)
     core.dns_configure{ servers = system_servers() }
     assert.is_table(r, err)
     assert.same({ "mail.probe.test", "backup.probe.test" }, answers(r, "exchange"))
@@ -234,6 +236,8 @@ describe("core.dns_query", function()
       { { name = "x", server = "127.0.0.1:0" }, "got '127.0.0.1:0'" },
       { { name = "x", server = "[::1" }, "got '[::1'" },
       { { name = "x", timeout = 0 }, "core.dns_query: option 'timeout' must be a number of "
+        .. "seconds in (0, 3600]" },
+      { { name = "x", timeout = "1" }, "core.dns_query: option 'timeout' must be a number of "
         .. "seconds in (0, 3600]" },
       { { name = "x", sever = "127.0.0.1" }, "core.dns_query: unknown option 'sever'" },
     }
