@@ -114,7 +114,8 @@ describe("DnsMonitor", function()
         assert.is_false(r.up)
         assert.equals('no answer is "192.0.2.3" (answers: "192.0.2.1", "192.0.2.2")', r.reason)
         assert.equals("condition", r.kind)
-        r = check(monitor{ query = "a.probe.test", type = "MX", expect = { answer_contains = "x" } })
+        r = check(monitor{ query = "a.probe.test", type = "MX",
+                           expect = { answer_contains = "x" } })
         assert.equals('no answer is "x" (no answers)', r.reason)
       end)
 
