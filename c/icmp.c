@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,14 @@ struct mw_icmp {
   char address[INET6_ADDRSTRLEN];
   char error[400];
 };
+
+/* The message of a failure, cut to fit. */
+__attribute__((format(printf, 2, 3))) static void set_error(mw_icmp *p, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(p->error, sizeof p->error, fmt, ap);
+  va_end(ap);
+}
 
 static void ping_unref(mw_icmp *p) {
   if (--p->open_handles == 0)
@@ -118,7 +127,7 @@ static void ping_send(mw_icmp *p) {
   if (sendto(p->fd, pkt, sizeof pkt, 0, (struct sockaddr *)&p->dest, p->dest_len) < 0 &&
       errno != EAGAIN && errno != ENOBUFS) {
     int e = errno;
-    snprintf(p->error, sizeof p->error, "cannot send to %s: %s", p->address, strerror(e));
+    set_error(p, "cannot send to %s: %s", p->address, strerror(e));
     ping_finish(
         p, e == EHOSTUNREACH || e == ENETUNREACH || e == EADDRNOTAVAIL ? "unreachable" : "local",
         p->error);
@@ -202,7 +211,7 @@ static int ping_open(mw_icmp *p, const char **kind) {
   }
   int e = dgram_errno ? dgram_errno : raw_errno;
   if (e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOBUFS) {
-    snprintf(p->error, sizeof p->error, "cannot open an ICMP socket: %s", strerror(e));
+    set_error(p, "cannot open an ICMP socket: %s", strerror(e));
     *kind = "local";
     return -1;
   }
@@ -219,12 +228,12 @@ static int ping_open(mw_icmp *p, const char **kind) {
   char skipped[96];
   snprintf(skipped, sizeof skipped, "not tried (MOONWATCH_ICMP_SOCKETS=%s)",
            allowed ? allowed : "");
-  snprintf(p->error, sizeof p->error,
-           "cannot open an ICMP socket: unprivileged datagram socket: %s (it needs "
-           "net.ipv4.ping_group_range, now \"%s\", to include group %u); raw socket: %s (it "
-           "needs CAP_NET_RAW)",
-           try_dgram ? strerror(dgram_errno) : skipped, range, (unsigned)getgid(),
-           try_raw ? strerror(raw_errno) : skipped);
+  set_error(p,
+            "cannot open an ICMP socket: unprivileged datagram socket: %s (it needs "
+            "net.ipv4.ping_group_range, now \"%s\", to include group %u); raw socket: %s (it "
+            "needs CAP_NET_RAW)",
+            try_dgram ? strerror(dgram_errno) : skipped, range, (unsigned)getgid(),
+            try_raw ? strerror(raw_errno) : skipped);
   *kind = "permission";
   return -1;
 }
@@ -238,7 +247,7 @@ static int ping_begin(mw_icmp *p, const char **kind, int send_now) {
   if (loop_fd_open(p->loop, &p->w, p->fd, p, on_readable, on_fd_closed) != 0) {
     close(p->fd);
     p->fd = -1;
-    snprintf(p->error, sizeof p->error, "cannot watch the ICMP socket");
+    set_error(p, "cannot watch the ICMP socket");
     *kind = "local";
     return -1;
   }
@@ -305,10 +314,10 @@ static void on_resolved(void *data, const char *addrs, const char *error) {
   p->lookup = NULL;
   const char *kind = "dns";
   if (!addrs) {
-    snprintf(p->error, sizeof p->error, "%s", error);
+    set_error(p, "%s", error);
     ping_finish(p, kind, p->error);
   } else if (use_first(p, addrs) != 0) {
-    snprintf(p->error, sizeof p->error, "could not resolve host: a bad address '%s'", addrs);
+    set_error(p, "could not resolve host: a bad address '%s'", addrs);
     ping_finish(p, kind, p->error);
   } else if (ping_begin(p, &kind, 1) != 0) {
     ping_finish(p, kind, p->error);
@@ -351,9 +360,9 @@ mw_icmp *icmp_start(mw_loop *loop, const char *host, int count, double interval,
       if (addrs && use_first(p, addrs) == 0)
         started = ping_begin(p, kind, 0);
       else if (addrs)
-        snprintf(p->error, sizeof p->error, "could not resolve host '%s'", host);
+        set_error(p, "could not resolve host '%s'", host);
       else
-        snprintf(p->error, sizeof p->error, "%s", *error);
+        set_error(p, "%s", *error);
       free(addrs);
     }
   }
