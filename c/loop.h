@@ -46,7 +46,7 @@ struct mw_fd {
   mw_fd_close_cb on_close;
 };
 
-#define MW_LOOP_EXT_MAX 8
+#define MW_LOOP_EXT_MAX 16 /* modules with per-loop state; a linear scan finds them */
 
 struct mw_loop {
   uv_loop_t uv;
