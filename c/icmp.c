@@ -133,7 +133,12 @@ static void ping_send(mw_icmp *p) {
         p->error);
     return;
   }
-  uv_timer_start(&p->timer, on_timer, p->res.sent < p->count ? p->interval_ms : p->timeout_ms, 0);
+  /* From the current time, and 1 ms more: the loop counts whole
+   * milliseconds from the start of its cached one, so an interval or a
+   * wait is never shorter than asked. */
+  uv_update_time(&p->loop->uv);
+  uv_timer_start(&p->timer, on_timer, (p->res.sent < p->count ? p->interval_ms : p->timeout_ms) + 1,
+                 0);
 }
 
 static void on_timer(uv_timer_t *timer) {
