@@ -9,6 +9,8 @@
 
 #include "core.h"
 #include "dispatch.h"
+#include "dns_lua.h"
+#include "icmp_lua.h"
 #include "log_lua.h"
 #include "loop.h"
 #include "metrics_lua.h"
@@ -85,6 +87,8 @@ int luaopen_moonwatch_core(lua_State *L) {
   smtp_lua_register(L);
   tcp_lua_register(L);
   resolver_register(L);
+  dns_lua_register(L);
+  icmp_lua_register(L);
   dispatch_register(L);
   signals_register(L);
   log_lua_register(L);

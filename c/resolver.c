@@ -1,5 +1,5 @@
-/* L3: c-ares on libuv: one channel per loop, one registered fd per c-ares
- * socket, one timer for c-ares's timeouts, and a small TTL cache of answers.
+/* L3: name resolution with c-ares: one channel per loop (dns_channel.c puts
+ * it on the loop), and a small TTL cache of answers.
  *
  * Debian's libcurl resolves on a thread per lookup and joins it on the loop
  * thread when a transfer is cancelled; resolving here and handing curl the
@@ -15,15 +15,10 @@
 #include <sys/socket.h>
 
 #include "dns_cache.h"
+#include "dns_channel.h"
 #include "resolver.h"
 
 #define ADDRS_MAX 8
-
-/* A c-ares socket, watched through the loop's fd registry. */
-typedef struct {
-  mw_fd w;
-  mw_resolver *r;
-} dns_poll;
 
 struct mw_dns_query {
   mw_resolver *resolver;
@@ -37,11 +32,8 @@ struct mw_dns_query {
 
 struct mw_resolver {
   mw_loop *loop;
-  ares_channel channel;
-  int channel_ok;
-  uv_timer_t *timer;
-  int live_queries; /* started and not cancelled */
-  char *servers;    /* csv for ares_set_servers_ports_csv, or NULL */
+  mw_dns_channel chan; /* chan.live: lookups started and not cancelled */
+  char *servers;       /* csv for ares_set_servers_ports_csv, or NULL */
   int timeout_ms, tries;
   char error[256]; /* the reason of the last lookup that failed at once */
   mw_hook closer;
@@ -54,99 +46,17 @@ const char *resolver_cached(mw_resolver *r, const char *host) {
   return dns_cache_get(&r->cache, host, uv_now(&r->loop->uv));
 }
 
-static void timer_free(uv_handle_t *handle) {
-  free(handle);
-}
-
-static void poll_free(mw_fd *w) {
-  free(w); /* the first member of its dns_poll */
-}
-
-/* Cancelled queries still run inside c-ares until they time out; they must
- * not keep the loop alive, so the timer holds a reference only while a live
- * query waits. */
-static void resolver_on_timer(uv_timer_t *timer);
-
-static void resolver_rearm(mw_resolver *r) {
-  struct timeval tv, *tvp = ares_timeout(r->channel, NULL, &tv);
-  if (!tvp) {
-    uv_timer_stop(r->timer);
-    return;
-  }
-  uint64_t ms = (uint64_t)tvp->tv_sec * 1000 + (uint64_t)(tvp->tv_usec + 999) / 1000;
-  uv_timer_start(r->timer, resolver_on_timer, ms ? ms : 1, 0);
-  if (r->live_queries > 0)
-    uv_ref((uv_handle_t *)r->timer);
-  else
-    uv_unref((uv_handle_t *)r->timer);
-}
-
-static void resolver_on_timer(uv_timer_t *timer) {
-  mw_resolver *r = timer->data;
-  ares_process_fd(r->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-  if (r->channel_ok)
-    resolver_rearm(r);
-}
-
-static void resolver_on_poll(mw_fd *w, int status, int events) {
-  mw_resolver *r = ((dns_poll *)w)->r;
-  ares_socket_t fd = w->fd;
-  int readable = status < 0 || (events & UV_READABLE);
-  int writable = status < 0 || (events & UV_WRITABLE);
-  ares_process_fd(r->channel, readable ? fd : ARES_SOCKET_BAD, writable ? fd : ARES_SOCKET_BAD);
-  if (r->channel_ok)
-    resolver_rearm(r);
-}
-
-static void resolver_on_sock_state(void *data, ares_socket_t fd, int readable, int writable) {
-  mw_resolver *r = data;
-  mw_fd *w = loop_fd_find(r->loop, fd, r);
-  if (!readable && !writable) {
-    if (w)
-      loop_fd_close(w);
-    return;
-  }
-  if (!w) {
-    dns_poll *p = calloc(1, sizeof *p);
-    if (!p)
-      return;
-    p->r = r;
-    loop_fd_forget(r->loop, fd); /* c-ares has just opened it */
-    if (loop_fd_open(r->loop, &p->w, fd, r, resolver_on_poll, poll_free) != 0) {
-      free(p);
-      return;
-    }
-    w = &p->w;
-    /* An idle c-ares socket must not keep the loop running; the timer and
-     * the waiting request do that. */
-    loop_fd_keep_alive(w, 0);
-  }
-  loop_fd_watch(w, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0));
+const char *resolver_servers(const mw_resolver *r) {
+  return r->servers;
 }
 
 static int resolver_open_channel(mw_resolver *r, const char **error) {
   struct ares_options opts;
   memset(&opts, 0, sizeof opts);
-  opts.sock_state_cb = resolver_on_sock_state;
-  opts.sock_state_cb_data = r;
   opts.timeout = r->timeout_ms;
   opts.tries = r->tries;
-  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
-  int rc = ares_init_options(&r->channel, &opts, mask);
-  if (rc != ARES_SUCCESS) {
-    *error = ares_strerror(rc);
-    return 0;
-  }
-  if (r->servers) {
-    rc = ares_set_servers_ports_csv(r->channel, r->servers);
-    if (rc != ARES_SUCCESS) {
-      *error = ares_strerror(rc);
-      ares_destroy(r->channel);
-      return 0;
-    }
-  }
-  r->channel_ok = 1;
-  return 1;
+  return dns_channel_open(&r->chan, &opts, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES, r->servers,
+                          error) == 0;
 }
 
 static void resolver_close(mw_loop *loop, void *data);
@@ -155,15 +65,6 @@ mw_resolver *resolver_get(mw_loop *loop, const char **error) {
   mw_resolver *found = loop_ext(loop, &resolver_key);
   if (found)
     return found;
-  static int library_ready;
-  if (!library_ready) {
-    int rc = ares_library_init(ARES_LIB_INIT_ALL);
-    if (rc != ARES_SUCCESS) {
-      *error = ares_strerror(rc);
-      return NULL;
-    }
-    library_ready = 1;
-  }
   mw_resolver *r = calloc(1, sizeof *r);
   if (!r) {
     *error = "out of memory";
@@ -173,14 +74,10 @@ mw_resolver *resolver_get(mw_loop *loop, const char **error) {
   r->timeout_ms = 2000;
   r->tries = 2;
   r->cache.enabled = 1;
-  r->timer = malloc(sizeof *r->timer);
-  if (!r->timer) {
+  if (dns_channel_init(&r->chan, loop, error) != 0) {
     free(r);
-    *error = "out of memory";
     return NULL;
   }
-  uv_timer_init(&loop->uv, r->timer);
-  r->timer->data = r;
   loop_set_ext(loop, &resolver_key, r);
   loop_at_close(loop, &r->closer, resolver_close, r);
   return r;
@@ -205,7 +102,7 @@ static void query_done(void *arg, int status, int timeouts, struct ares_addrinfo
   mw_dns_query *q = arg;
   mw_resolver *r = q->resolver;
   if (q->cb)
-    r->live_queries--;
+    r->chan.live--;
   char addrs[ADDRS_MAX * (INET6_ADDRSTRLEN + 3)];
   size_t len = 0;
   int ttl = MW_DNS_CACHE_TTL_MAX_MS / 1000;
@@ -274,7 +171,7 @@ mw_dns_query *resolver_start(mw_resolver *r, const char *host, mw_resolver_cb cb
       *error = "out of memory";
     return NULL;
   }
-  if (!r->channel_ok && !resolver_open_channel(r, error))
+  if (!r->chan.ok && !resolver_open_channel(r, error))
     return NULL;
   size_t len = strlen(host);
   mw_dns_query *q = malloc(sizeof *q + len + 1);
@@ -287,15 +184,15 @@ mw_dns_query *resolver_start(mw_resolver *r, const char *host, mw_resolver_cb cb
   q->cb = cb;
   q->data = data;
   memcpy(q->host, host, len + 1);
-  r->live_queries++;
+  r->chan.live++;
   struct ares_addrinfo_hints hints;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_flags = ARES_AI_NOSORT;
   q->starting = 1;
-  ares_getaddrinfo(r->channel, host, NULL, &hints, query_done, q);
+  ares_getaddrinfo(r->chan.channel, host, NULL, &hints, query_done, q);
   q->starting = 0;
-  resolver_rearm(r);
+  dns_channel_rearm(&r->chan);
   if (!q->sync_done)
     return q;
   *addrs = q->sync_addrs;
@@ -308,19 +205,14 @@ mw_dns_query *resolver_start(mw_resolver *r, const char *host, mw_resolver_cb cb
 void resolver_cancel(mw_dns_query *query) {
   if (query->cb) {
     query->cb = NULL;
-    query->resolver->live_queries--;
-    resolver_rearm(query->resolver);
+    query->resolver->chan.live--;
+    dns_channel_rearm(&query->resolver->chan);
   }
 }
 
 static void resolver_close(mw_loop *loop, void *data) {
   mw_resolver *r = data;
-  if (r->channel_ok) {
-    r->channel_ok = 0;
-    ares_destroy(r->channel); /* runs pending callbacks with ARES_EDESTRUCTION */
-  }
-  loop_fd_close_all(loop, r);
-  uv_close((uv_handle_t *)r->timer, timer_free);
+  dns_channel_close(&r->chan); /* runs pending callbacks with ARES_EDESTRUCTION */
   dns_cache_clear(&r->cache);
   free(r->servers);
   free(r);
@@ -337,7 +229,7 @@ static int l_dns_configure(lua_State *L) {
   mw_resolver *r = resolver_get(loop, &error);
   if (!r)
     return luaL_error(L, "core.dns_configure: %s", error);
-  if (r->live_queries > 0)
+  if (r->chan.live > 0)
     return luaL_error(L, "core.dns_configure: lookups are in progress; configure the "
                          "resolver before starting checks");
   int have_servers = 0;
@@ -388,10 +280,7 @@ static int l_dns_configure(lua_State *L) {
   if (tries > 0)
     r->tries = (int)tries;
   dns_cache_clear(&r->cache);
-  if (r->channel_ok) {
-    r->channel_ok = 0;
-    ares_destroy(r->channel);
-  }
+  dns_channel_destroy(&r->chan);
   if (!resolver_open_channel(r, &error))
     return luaL_error(L, "core.dns_configure: %s", error);
   lua_pushboolean(L, 1);

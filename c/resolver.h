@@ -18,6 +18,8 @@ typedef void (*mw_resolver_cb)(void *data, const char *addrs, const char *error)
 mw_resolver *resolver_get(mw_loop *loop, const char **error);
 /* Returns the cached addresses of host, or NULL. */
 const char *resolver_cached(mw_resolver *r, const char *host);
+/* The servers set by core.dns_configure (csv), or NULL: the system's. */
+const char *resolver_servers(const mw_resolver *r);
 /* Starts a lookup; cb runs from the loop later, never from inside this call.
  * Returns NULL when the lookup ended at once: then *addrs (malloc'd, the
  * caller frees it) holds the answer, or *error says why it failed. */

@@ -12,6 +12,8 @@ local LAYERS = {
   ["tz.c"] = 0,
   -- L0 too: HTTP credentials (OpenSSL's digest and constant-time compare)
   ["auth.c"] = 0,
+  -- L0 too: DNS answer messages read into Lua tables (names by c-ares)
+  ["dns_answer.c"] = 0,
   -- L0 too: SQLite, called from the thread pool only (no loop, no Lua)
   ["store.c"] = 0,
   -- L0 too: the metrics registry and exposition, the process's own figures
@@ -26,6 +28,7 @@ local LAYERS = {
   ["resolver.c"] = 3, ["http.c"] = 3, ["transfer.c"] = 3, ["tcp.c"] = 3,
   -- L3 too: the embedded HTTP server (sockets; the protocol on buffers)
   ["server.c"] = 3, ["server_http.c"] = 3,
+  ["dns_channel.c"] = 3, ["dns_send.c"] = 3, ["icmp.c"] = 3,
   -- L4: users of the transports, and the Lua bindings
   ["request.c"] = 4, ["request_lua.c"] = 4, ["sleep.c"] = 4, ["signals.c"] = 4,
   ["dispatch.c"] = 4, ["log_lua.c"] = 4, ["regex_lua.c"] = 4,
@@ -34,6 +37,7 @@ local LAYERS = {
   ["metrics_lua.c"] = 4, ["metrics_serve.c"] = 4,
   ["smtp.c"] = 4, ["smtp_lua.c"] = 4, ["tcp_lua.c"] = 4,
   ["server_lua.c"] = 4,
+  ["dns_lua.c"] = 4, ["icmp_lua.c"] = 4,
   -- L5: the module and the executable
   ["core.c"] = 5, ["main.c"] = 5,
 }

@@ -11,6 +11,7 @@ set(SANITIZER_ENV
 # (never the whole core), so a test that needs a higher layer does not link.
 set(UNIT_log c/log.c)
 set(UNIT_dns_cache c/dns_cache.c)
+set(UNIT_dns_answer c/dns_answer.c)
 set(UNIT_tick_heap c/tick_heap.c)
 set(UNIT_regex c/regex.c)
 set(UNIT_tz c/tz.c)
@@ -21,7 +22,7 @@ set(UNIT_workq c/workq.c)
 set(UNIT_task c/task.c c/watchdog.c ${UNIT_loop})
 set(UNIT_smtp c/smtp.c c/curl_kind.c ${UNIT_loop})
 set(UNIT_server c/server.c c/server_http.c c/auth.c ${UNIT_loop})
-set(UNIT_transfer c/transfer.c c/http.c c/resolver.c c/cert.c ${UNIT_dns_cache} ${UNIT_loop})
+set(UNIT_transfer c/transfer.c c/http.c c/resolver.c c/dns_channel.c c/cert.c ${UNIT_dns_cache} ${UNIT_loop})
 
 if(CMOCKA_FOUND)
   file(GLOB C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/c/test/*_test.c)

@@ -743,15 +743,15 @@ local function build(kind, expect, where)
   if n == 1 then
     local only = checks[1]
     return function(response)
-      local why = only(response)
-      if why then return false, why end
+      local why, why_kind = only(response)
+      if why then return false, why, why_kind end
       return true
     end
   end
   return function(response)
     for i = 1, n do
-      local why = checks[i](response)
-      if why then return false, why end
+      local why, why_kind = checks[i](response)
+      if why then return false, why, why_kind end
     end
     return true
   end
@@ -763,8 +763,10 @@ end
 ---       example = 'reply_contains = "+PONG"' }
 ---     local judge, err = compile(expect, "monitors.redis")
 --- keys: the conditions in the order they are tried; compilers[key](value)
---- returns check(result) -> nil | reason and raises with util.bad on a bad
---- value; defaults[key]: a check used when expect does not set key.
+--- returns check(result) -> nil | reason[, kind] and raises with util.bad on
+--- a bad value; defaults[key]: a check used when expect does not set key.
+--- The judge returns true | false, reason, kind (the failing check's kind,
+--- nil when it gave none: the monitor's default, "condition").
 ---@param kind {keys: string[], compilers: table, defaults?: table, example?: string}
 ---@return fun(expect: table|function|nil, where?: string): (function|nil), string?
 function M.compiler(kind)

@@ -4,6 +4,7 @@
 ---     mw.providers, mw.container      -- the dependency-injection part
 ---     mw.log, mw.http, mw.monitors    -- logging, the HTTP client, monitors
 ---     mw.mail                         -- e-mail messages (for core.smtp_send)
+---     mw.DnsMonitor, mw.PingMonitor    -- DNS queries and ICMP echo as monitors
 ---     mw.Dispatcher                   -- runs monitors at their interval
 ---     mw.TcpMonitor, mw.TlsMonitor    -- a TCP port (and its reply), a TLS certificate
 ---     mw.State, mw.result             -- each monitor's state, check results
@@ -22,6 +23,8 @@ local lazy = {
   http = "moonwatch.http",
   mail = "moonwatch.mail",
   monitors = "moonwatch.monitors",
+  DnsMonitor = "moonwatch.probes.dns",
+  PingMonitor = "moonwatch.probes.ping",
   Dispatcher = "moonwatch.dispatcher",
   State = "moonwatch.state",
   Alerts = "moonwatch.alerts",
@@ -46,6 +49,8 @@ local lazy_member = {
 ---@field http table
 ---@field mail table
 ---@field monitors table
+---@field DnsMonitor table
+---@field PingMonitor table
 ---@field Dispatcher moonwatch.Dispatcher
 ---@field State table
 ---@field Alerts table
