@@ -13,6 +13,9 @@ local config = providers.Configuration {
     example = { method = "GET", url = "http://example.com", timeout = 5, check_every = 5 },
     httpbin = { method = "GET", url = "https://httpbin.org/get", timeout = 5, check_every = 5 },
   },
+  -- The HTTP endpoint: /metrics (Prometheus), /api/v1/monitors, /healthz,
+  -- /readyz; lifecycle = true enables POST /-/reload (SIGHUP always reloads).
+  server = { listen = "127.0.0.1:9321", lifecycle = false },
 }
 
 return mw.container(function(c)
@@ -32,8 +35,15 @@ return mw.container(function(c)
   })
   -- Each monitor's state (UP, DOWN, PENDING), judged from its results.
   c.state = providers.Singleton(mw.State)
+  -- Prometheus metrics of the results, served by the endpoint.
+  c.metrics = providers.Singleton(mw.Metrics)
+  c.endpoint = providers.Singleton(mw.Endpoint, {
+    listen = config.server.listen,
+    lifecycle = config.server.lifecycle,
+    metrics = c.metrics,
+  })
   c.dispatcher = providers.Factory(mw.Dispatcher, {
     monitors = providers.List(c.example_monitor, c.httpbin_monitor),
-    consumers = providers.List(c.state),
+    consumers = providers.List(c.state, c.metrics, c.endpoint),
   })
 end)

@@ -57,6 +57,7 @@ describe("moonwatch daemon", function()
       MOONWATCH_MONITORS__EXAMPLE__URL = srv:url("/page"),
       MOONWATCH_MONITORS__HTTPBIN__URL = srv:url("/hang"),
       MOONWATCH_MONITORS__HTTPBIN__TIMEOUT = "30",
+      MOONWATCH_SERVER__LISTEN = "127.0.0.1:0",
     })
     d:wait_output("content length: 648")
     -- both requests reached the server: /hang is in flight
@@ -69,8 +70,10 @@ describe("moonwatch daemon", function()
     assert.equal(0, rc)
     assert.is_true(took < 2, "shutdown took " .. took .. " s")
     local out = d:stdout()
-    assert.same({ "Starting up", "Check", "Shutting down", "Shutdown finished successfully" },
-      messages(out))
+    local seen = messages(out)
+    seen[2] = seen[2]:gsub(":%d+$", ":PORT")
+    assert.same({ "Starting up", "Listening on 127.0.0.1:PORT", "Check", "Shutting down",
+                  "Shutdown finished successfully" }, seen)
     assert.is_nil(out:find("/hang", 1, true)) -- cancelled, not failed
     assert.equal("", d:stderr())
   end)
@@ -99,6 +102,7 @@ describe("moonwatch daemon", function()
     local d = run({ "monitors.lua" }, {
       MOONWATCH_MONITORS__EXAMPLE__URL = "http://example.invalid",
       MOONWATCH_MONITORS__HTTPBIN__URL = "https://httpbin.invalid/get",
+      MOONWATCH_SERVER__LISTEN = "127.0.0.1:0",
     })
     d:wait_output("Check failed", 2, 12)
     d:signal("TERM")

@@ -67,7 +67,8 @@ describe("the tutorial", function()
     local httpbin = { interval = 5, check = spy.new(function() end) }
     local cap <close> = mw.log.capture()
     do
-      local _ <close> = c:override_providers{ example_monitor = example, httpbin_monitor = httpbin }
+      local _ <close> = c:override_providers{ example_monitor = example, httpbin_monitor = httpbin,
+        endpoint = mw.Endpoint{ listen = "127.0.0.1:0" } }
       local dispatcher = c.dispatcher()
       core.run(function()
         dispatcher:start()
@@ -81,6 +82,8 @@ describe("the tutorial", function()
     assert.spy(example.check).was.called_with(example)
     local messages = {}
     for i, rec in ipairs(cap) do messages[i] = rec.message end
+    assert.matches("^Listening on 127%.0%.0%.1:%d+$", messages[2])
+    table.remove(messages, 2)
     assert.same({ "Starting up", "Shutting down", "Shutdown finished successfully" }, messages)
   end)
 end)
