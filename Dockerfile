@@ -5,7 +5,7 @@
 #   docker run --rm -v "$PWD/monitors.lua:/app/monitors.lua:ro" moonwatch
 #   docker run --rm moonwatch --check          # any moonwatch option works too
 #
-# Stages: `deps` has the build packages (scripts/deps build); `dev` adds the
+# Stages: `prometheus` is the compose file's optional Prometheus; `deps` has the build packages (scripts/deps build); `dev` adds the
 # test tools for docker-compose.yml (tests run on the mounted checkout);
 # `build` builds exactly as the README's Quick start does (scripts/build:
 # scripts/deps build, then CMake) and installs into /opt/moonwatch; `runtime`,
@@ -28,6 +28,18 @@ RUN scripts/deps test && rm -rf /var/lib/apt/lists/*
 ENV PYTHONDONTWRITEBYTECODE=1
 WORKDIR /code
 CMD ["scripts/run", "monitors.lua"]
+
+# The compose file's optional Prometheus (profile `prometheus`): Debian's
+# package, scraping the monitor service (deploy/prometheus.yml, mounted).
+FROM debian:bookworm-slim AS prometheus
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+ && rm -rf /var/lib/apt/lists/*
+COPY deploy/prometheus.yml /etc/prometheus/prometheus.yml
+USER prometheus
+EXPOSE 9090
+ENTRYPOINT ["/usr/bin/prometheus", "--config.file=/etc/prometheus/prometheus.yml", \
+            "--storage.tsdb.path=/var/lib/prometheus/metrics2"]
 
 FROM deps AS build
 # .dockerignore keeps the host's build/ out: its CMake cache names the host's path.

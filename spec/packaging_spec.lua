@@ -389,6 +389,25 @@ describe("packaging", function()
       assert.is_true(contains(svc.volumes, wd .. "/build-asan"),
         "no volume over " .. wd .. "/build-asan")
     end)
+    it("publishes the endpoint and, in profile prometheus, a Prometheus that scrapes it",
+      function()
+      local ok, out = sh("docker-compose -f docker-compose.yml --profile prometheus config")
+      assert(ok, "docker-compose config rejects the prometheus profile:\n" .. out)
+      local prom = assert(compose_service(out, "prometheus"), "no service 'prometheus'")
+      assert.is_not_nil(stage_named(stages, prom["build.target"]),
+        "service prometheus builds stage " .. tostring(prom["build.target"])
+        .. ", which the Dockerfile does not have")
+      local listen = out:match("MOONWATCH_SERVER__LISTEN: '?\"?([^'\"\n]+)")
+      assert.equals("0.0.0.0:9321", listen, "the monitor's endpoint does not listen in the "
+        .. "container")
+      local cfg = assert(read_file("deploy/prometheus.yml"))
+      assert.truthy(cfg:find('"monitor:9321"', 1, true), "deploy/prometheus.yml does not "
+        .. "scrape monitor:9321")
+      local good, why = sh("promtool check config deploy/prometheus.yml")
+      assert(good, "promtool rejects deploy/prometheus.yml (scripts/deps test installs "
+        .. "promtool):\n" .. why)
+    end)
+
     it("builds the image once: named, never pulled, rebuilt only on request", function()
       assert.is_not_nil(svc, "no service 'monitor' in docker-compose.yml")
       -- The name is how compose finds the image it built, at the next `up`.
