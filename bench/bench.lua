@@ -8,7 +8,7 @@
 -- valgrind, tcp (fresh, then the same with TcpMonitors: TCP connect
 -- probes), dns, all (every one but soak, storm and tcp). Options: --monitors N,
 -- --interval T, --duration D, --timeout S, --fresh, --expect none|three,
--- --alerts off|none|webhook, --receiver-delay S, --storm-after S,
+-- --alerts off|none|webhook, --receiver-delay S, --storm-after S, --metrics S,
 -- --wrk-duration S, --no-wrk, --keep, --moonwatch PATH.
 -- Run with --help for details.
 --
@@ -113,6 +113,10 @@ Options:
                       to a local receiver answering 204 after --receiver-delay)
   --receiver-delay S  seconds the receiver takes per notification (default 0.2)
   --storm-after S     storm: seconds of warm-up before the page fails (default 20)
+  --metrics S         mw.Metrics and mw.Endpoint in the daemon; S > 0: a real
+                      Prometheus (Debian's, CPU 1) scrapes /metrics every S s;
+                      0: no scrapes (the run to compare with); either way one
+                      scrape is timed with curl after the run
   --wrk-duration S    seconds of wrk (default 5; 0 or --no-wrk: no wrk)
   --keep              keep the work directory (monitors.lua, log, stats)
   --moonwatch PATH    the executable (default build/moonwatch)
@@ -163,6 +167,9 @@ local function parse(argv)
       end
     elseif a == "--receiver-delay" then o.receiver_delay = number(a)
     elseif a == "--storm-after" then o.storm_after = number(a)
+    elseif a == "--metrics" then
+      o.metrics = number(a)
+      if o.metrics < 0 then die("--metrics needs seconds >= 0 (0: no scrapes)") end
     elseif a == "--wrk-duration" then o.wrk_duration = number(a)
     elseif a == "--no-wrk" then o.wrk_duration = 0
     elseif a == "--keep" then o.keep = true
@@ -198,6 +205,8 @@ local LOG = %q
 local EXPECT = %s
 -- off, none or webhook; the receiver; where the notifiers' counters go at exit
 local ALERTS, HOOK, COUNTERS = %q, %q, %q
+-- mw.Metrics and mw.Endpoint on this address ("": neither)
+local METRICS_LISTEN = %q
 
 -- A consumer that writes the alerts' counters when the Dispatcher stops.
 local function counters_writer(kwargs)
@@ -236,6 +245,16 @@ return mw.container(function(c)
       notifiers = ALERTS == "webhook" and providers.List(c.webhook) or {} })
     c.counters = providers.Singleton(counters_writer, { alerts = c.alerts })
     consumers = { c.state, c.alerts, c.counters }
+  end
+  if METRICS_LISTEN ~= "" then
+    if ALERTS == "off" then
+      c.state = providers.Singleton(mw.State)
+      consumers[#consumers + 1] = c.state
+    end
+    c.metrics = providers.Singleton(mw.Metrics)
+    c.endpoint = providers.Singleton(mw.Endpoint, { listen = METRICS_LISTEN, metrics = c.metrics })
+    consumers[#consumers + 1] = c.metrics
+    consumers[#consumers + 1] = c.endpoint
   end
   c.dispatcher = providers.Factory(mw.Dispatcher, {
     monitors = providers.List(table.unpack(monitors, 1, N)),
@@ -281,7 +300,53 @@ local function monitors_lua(p, url, log, hook, counters)
   return MONITORS_LUA:format(p.monitors, p.monitors, url .. path,
     ("%.17g"):format(p.interval), ("%.17g"):format(p.timeout), tostring(p.fresh), p.probe,
     url:match("^http://([^/]+)"), log, e.code,
-    p.alerts, hook or "http://127.0.0.1:9/", counters)
+    p.alerts, hook or "http://127.0.0.1:9/", counters, p.metrics_listen or "")
+end
+
+-- A real Prometheus scraping the endpoint ----------------------------------------
+
+local function start_prometheus(p, env, dir)
+  if not util.have("prometheus") then die("--metrics S needs prometheus (scripts/deps test)") end
+  local port = util.free_port()
+  util.write_file(dir .. "/prometheus.yml", ([[
+global:
+  scrape_interval: %gs
+  scrape_timeout: %gs
+scrape_configs:
+  - job_name: moonwatch
+    static_configs:
+      - targets: ["%s"]
+]]):format(p.metrics, math.min(p.metrics, 10), p.metrics_listen))
+  local pin = env.pin and "taskset -c 1 " or ""
+  assert(sh(("%sprometheus --config.file=%s --storage.tsdb.path=%s "
+    .. "--web.listen-address=127.0.0.1:%d >%s 2>&1 </dev/null & echo $! >%s"):format(pin,
+    q(dir .. "/prometheus.yml"), q(dir .. "/tsdb"), port, q(dir .. "/prometheus.log"),
+    q(dir .. "/prometheus.pid"))), "could not start prometheus")
+  local pid = (util.read_file(dir .. "/prometheus.pid") or ""):match("%d+")
+  util.track(pid)
+  return { pid = pid, url = "http://127.0.0.1:" .. port }
+end
+
+-- The scrapes Prometheus made over the run: count, mean and max duration,
+-- samples of the last; then it is stopped.
+local function prometheus_figures(prom, p)
+  local function query(expr)
+    local out = util.read_cmd(("curl -s --data-urlencode %s %s/api/v1/query"):format(
+      q("query=" .. expr), prom.url)) or ""
+    local ok, doc = pcall(cjson.decode, out)
+    local first = ok and doc.data and doc.data.result and doc.data.result[1]
+    return first and tonumber(first.value[2])
+  end
+  local range = ("%ds"):format(math.ceil(p.duration) + 5)
+  local f = {
+    count = query(("count_over_time(scrape_duration_seconds[%s])"):format(range)),
+    mean = query(("avg_over_time(scrape_duration_seconds[%s])"):format(range)),
+    max = query(("max_over_time(scrape_duration_seconds[%s])"):format(range)),
+    samples = query("scrape_samples_scraped"),
+    up = query("up"),
+  }
+  util.terminate(prom.pid, 10)
+  return f
 end
 
 -- The slow receiver of the notifications --------------------------------------
@@ -376,6 +441,7 @@ local function run_daemon(p, env, server, dir, receiver)
       util.sleep(0.02)
     end
     r.started = util.now()
+    if p.metrics and p.metrics > 0 then r.prometheus = start_prometheus(p, env, dir) end
     if p.perf then
       -- perf itself on the other CPU; it ends with its `sleep`
       sh(("%sperf record -q -F 999 -g -p %s -o %s -- sleep %g >%s 2>&1 </dev/null &"):format(
@@ -402,6 +468,14 @@ local function run_daemon(p, env, server, dir, receiver)
       if rss then r.samples[#r.samples + 1] = { t = t, rss = rss } end
     end
     r.stopped = util.now()
+    if r.prometheus then r.scrapes = prometheus_figures(r.prometheus, p) end
+    if p.metrics_listen then
+      -- one scrape, timed by curl: its time and bytes (in both runs, alike)
+      local out = util.read_cmd(("curl -s -o /dev/null -w '%%{time_total} %%{size_download}' "
+        .. "http://%s/metrics"):format(p.metrics_listen)) or ""
+      local secs, bytes = out:match("^([%d.]+) (%d+)")
+      r.scrape_s, r.scrape_bytes = tonumber(secs), tonumber(bytes)
+    end
     local nginx_cpu1 = worker and util.cpu_seconds(worker)
     if nginx_cpu0 and nginx_cpu1 then
       r.nginx_cpu = (nginx_cpu1 - nginx_cpu0) / (r.stopped - r.started)
@@ -556,6 +630,18 @@ local function report(name, p, env, server, r, wrk, wrk_close)
         r.received and thousands(r.received) or "n/a")
     end
   end
+  if p.metrics_listen then
+    local sc = r.scrapes
+    out("metrics", "mw.Metrics and mw.Endpoint on %s; %s", p.metrics_listen, sc
+      and ("a real Prometheus (CPU 1) scraping every %g s: %s scrapes, mean %.1f ms, max "
+        .. "%.1f ms, %s samples, up %s"):format(p.metrics, thousands(sc.count or 0),
+        (sc.mean or 0) * 1000, (sc.max or 0) * 1000, thousands(sc.samples or 0),
+        tostring(sc.up))
+      or "no scrapes during the run")
+    out("one scrape", "%s (curl, after the run)", r.scrape_s
+      and ("%.1f ms, %s bytes"):format(r.scrape_s * 1000, thousands(r.scrape_bytes))
+      or "failed")
+  end
   if r.nginx_cpu then
     out(p.probe == "dns" and "dnsmasq CPU" or "nginx CPU", "%s used %.0f %% of a core during "
       .. "the run", p.probe == "dns" and "it" or "its worker", r.nginx_cpu * 100)
@@ -708,6 +794,8 @@ local function params(name, o)
     alerts = o.alerts or d.alerts or "off",
     receiver_delay = o.receiver_delay or 0.2,
     storm_after = d.storm_after and (o.storm_after or d.storm_after),
+    metrics = o.metrics,
+    metrics_listen = o.metrics and ("127.0.0.1:" .. util.free_port()) or nil,
     valgrind = name == "valgrind",
     probe = d.probe or "http",
     moonwatch = o.moonwatch,
