@@ -129,12 +129,6 @@ static void on_wait_cancel(void *data) {
 
 /* Options */
 
-static int opt_error(lua_State *L, const char *name, const char *want) {
-  const char *got =
-      lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL) : luaL_typename(L, -1);
-  return luaL_error(L, WHAT ": option '%s' must be %s, got %s", name, want, got);
-}
-
 /* The option's string (kept alive by the options table), or NULL. */
 static const char *opt_string(lua_State *L, const char *name, size_t *len, int binary) {
   int t = lua_getfield(L, 1, name);
@@ -142,7 +136,7 @@ static const char *opt_string(lua_State *L, const char *name, size_t *len, int b
   size_t n = 0;
   if (t != LUA_TNIL) {
     if (t != LUA_TSTRING)
-      opt_error(L, name, "a string");
+      opts_error(L, WHAT, name, "a string");
     v = lua_tolstring(L, -1, &n);
     if (!binary && strlen(v) != n)
       luaL_error(L, WHAT ": option '%s' must not contain a NUL byte", name);
@@ -150,18 +144,6 @@ static const char *opt_string(lua_State *L, const char *name, size_t *len, int b
   lua_pop(L, 1);
   if (len)
     *len = n;
-  return v;
-}
-
-static int opt_bool(lua_State *L, const char *name, int def) {
-  int t = lua_getfield(L, 1, name);
-  int v = def;
-  if (t != LUA_TNIL) {
-    if (t != LUA_TBOOLEAN)
-      opt_error(L, name, "a boolean");
-    v = lua_toboolean(L, -1);
-  }
-  lua_pop(L, 1);
   return v;
 }
 
@@ -192,11 +174,11 @@ static void options_read(lua_State *L, mw_tcp_options *o) {
   if (lua_isnil(L, -1))
     luaL_error(L, WHAT ": option 'port' is required");
   if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 65535)
-    opt_error(L, "port", "an integer from 1 to 65535");
+    opts_error(L, WHAT, "port", "an integer from 1 to 65535");
   o->port = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  o->tls = opt_bool(L, "tls", 0);
-  o->insecure = opt_bool(L, "insecure", 0);
+  o->tls = opts_bool(L, 1, WHAT, "tls", 0);
+  o->insecure = opts_bool(L, 1, WHAT, "insecure", 0);
   o->server_name = opt_string(L, "server_name", NULL, 0);
   o->ca_file = opt_string(L, "ca_file", NULL, 0);
   if (!o->tls && (o->server_name || o->ca_file || o->insecure))
@@ -211,7 +193,7 @@ static void options_read(lua_State *L, mw_tcp_options *o) {
   lua_Integer read_max = o->send || o->read_until ? DEFAULT_READ_MAX : 0;
   if (lua_getfield(L, 1, "read_max") != LUA_TNIL) {
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > READ_MAX_LIMIT)
-      opt_error(L, "read_max", "a number of bytes from 0 to 16777216");
+      opts_error(L, WHAT, "read_max", "a number of bytes from 0 to 16777216");
     read_max = lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
@@ -223,7 +205,7 @@ static void options_read(lua_State *L, mw_tcp_options *o) {
   o->timeout = DEFAULT_TIMEOUT;
   if (lua_getfield(L, 1, "timeout") != LUA_TNIL) {
     if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 86400)
-      opt_error(L, "timeout", "a number of seconds in (0, 86400]");
+      opts_error(L, WHAT, "timeout", "a number of seconds in (0, 86400]");
     o->timeout = lua_tonumber(L, -1);
   }
   lua_pop(L, 1);
