@@ -1,8 +1,10 @@
 /* L4: core.metrics_serve(server, registry[, path]): GET path ("/metrics")
  * answers the registry's Prometheus text, streamed: each loop turn renders
- * at most CHUNK bytes from the request's cursor, so a scrape of 10,000
- * monitors (about 10 MB) never holds the loop for long, and the server asks
- * for the next piece only once the socket took the last. */
+ * at most CHUNK bytes from the request's cursor (about 2 ms of rendering),
+ * and the server asks for the next piece only once the socket took the
+ * last. A scrape of 10,000 monitors (about 13 MB) so holds no turn long,
+ * yet needs few turns: with 64 KiB pieces it took 200 turns, 6 s on a
+ * saturated loop, past Prometheus's scrape timeout. */
 #include <lauxlib.h>
 #include <stdlib.h>
 
@@ -10,7 +12,7 @@
 #include "metrics_serve.h"
 #include "server_lua.h"
 
-#define CHUNK (64 * 1024)
+#define CHUNK (512 * 1024)
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* What a mounted path serves. A userdata anchored for good, as is its
