@@ -120,7 +120,7 @@ describe("examples/probes.lua", function()
       local r = moonwatch{ "--check", "--set", "monitors.tls.address=example.com:http", EXAMPLE }
       assert.equal(1, r.status)
       assert.matches("monitors.tls.address must be \"host:port\"", r.stderr, 1, true)
-      assert.matches('got "example.com:http" (--set)', r.stderr, 1, true)
+      assert.matches('got "example.com:http" (a string, from --set)', r.stderr, 1, true)
     end)
   end)
 end)
