@@ -42,6 +42,7 @@ describe("a check in several steps", function()
 
   -- One check through the Dispatcher, as `--once` runs it: the result.
   local function check_once(m)
+    local _ <close> = mw.log.capture() -- the State's records
     local results = mw.Dispatcher.new{ monitors = { m } }:check_once()
     return results[1]
   end
