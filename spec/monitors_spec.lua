@@ -218,6 +218,14 @@ describe("monitors", function()
           build_error{ url = "http://x.test", zzzzzzzz = 1 })
       end)
 
+      it("a bad or unknown condition, naming the path of expect once", function()
+        assert.equal('options.expect.status: "abc" is not a status code (200), a class ("2xx"),'
+          .. ' a range ("200-299" or "200..299") or a list of those',
+          build_error{ url = "http://x.test", expect = { status = "abc" } })
+        assert.equal("options: unknown condition 'staus' (did you mean 'status'?)",
+          build_error{ url = "http://x.test", expect = { staus = 200 } })
+      end)
+
       it("url not a string", function()
         assert.equal("options.url must be an http:// or https:// URL string, got 42",
           build_error{ url = 42 })

@@ -220,7 +220,7 @@ function HttpMonitor:new(kwargs)
                              log_fields = { monitor = name, method = method, url = o.url } })
   self.failure_threshold = threshold(o, "failure_threshold", where)
   self.success_threshold = threshold(o, "success_threshold", where)
-  local judge, bad = conditions.compile(o.expect, where .. ".expect")
+  local judge, bad = conditions.compile(o.expect, where)
   if not judge then error(bad, 0) end
   self.judge = judge
   self.http_client = kwargs.http_client
