@@ -63,11 +63,11 @@ local function with_windows()
 end
 
 local function received(srv, name)
-  local p = assert(io.popen("curl -s " .. fixture.shell_quote(srv:url("/hook/" .. name
-    .. "/received"))))
-  local body = p:read("a")
-  p:close()
-  return cjson.decode(body)
+  local r
+  core.run(function()
+    r = assert(core.http_request{ url = srv:url("/hook/" .. name .. "/received"), timeout = 5 })
+  end)
+  return cjson.decode(r.body)
 end
 
 describe("README Alerts", function()
