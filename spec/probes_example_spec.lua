@@ -90,8 +90,8 @@ describe("examples/probes.lua", function()
     args[#args + 1] = EXAMPLE
     local r = moonwatch(args)
     assert.equal(1, r.status, r.stdout .. r.stderr)
-    assert.matches("\ntls +DOWN +certificate expires in [23]%.%d days %(.-%), expected more than 14\n",
-      r.stdout)
+    assert.matches("\ntls +DOWN +certificate expires in [23]%.%d days %(.-%), "
+      .. "expected more than 14\n", r.stdout)
     assert.matches("\ndns +DOWN +rcode NXDOMAIN, expected NOERROR\n", r.stdout)
     assert.matches("\ntcp +UP ", r.stdout)
   end)
